@@ -1,0 +1,65 @@
+# modelledger: every target sets up what it needs (venv, Prometheus, the Go-built control plane).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/local/go/bin
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help setup venv system-deps binaries lint unit integration test crds demo cluster-up cluster-down bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed  ## the virtualenv with modelledger and its dev tools
+
+system-deps:  ## Prometheus from Debian's package (needs root or sudo)
+	@command -v prometheus >/dev/null || bash hack/install-system-deps.sh
+
+binaries:  ## build (or reuse from the cache) etcd, kube-*, kwok and helm from Go modules
+	@bash hack/build-plane.sh
+
+setup: venv system-deps binaries  ## everything the tests and the demo need
+
+lint: venv  ## ruff + mypy + the core's import contract
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: venv  ## fast tests of the pure core, no cluster
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+integration: setup  ## tests against the real local plane and a real Prometheus
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+test: setup lint  ## lint + unit + integration: what .ci/run calls
+	$(BIN)/pytest tests $(PYTEST_ARGS)
+
+crds: venv  ## regenerate crds/ and docs/api.md from the pydantic models
+	$(BIN)/modelledger crds --output-dir crds
+
+cluster-up: setup  ## start the plane + Prometheus in the background; the last line is the kubeconfig path
+	@$(BIN)/modelledger-plane up
+
+cluster-down: venv  ## stop what cluster-up started
+	@$(BIN)/modelledger-plane down
+
+demo: setup  ## the demo on the local plane, set up and torn down
+	@bash hack/demo.sh
+
+bench: setup  ## benchmarks; print tables
+	@for b in bench/*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(BIN)/python "$$b"; done
+
+clean:  ## remove the venv and the plane's state (the binary cache stays)
+	rm -rf $(VENV) .plane .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,99 @@
+"""A real Prometheus (Debian's package) on loopback, scraping targets that tests add at run time."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from modelledger.testing.processes import Child, ProcessGroup, free_port, wait_until
+
+
+class PrometheusServer:
+    """Scrapes every second; targets are file_sd entries that `add_target` writes and Prometheus watches."""
+
+    def __init__(self, workdir: Path, *, scrape_interval: str = "1s", binary: str | None = None) -> None:
+        self.workdir = workdir
+        self.scrape_interval = scrape_interval
+        self.binary = binary or shutil.which("prometheus") or "/usr/bin/prometheus"
+        self.port = 0
+        self.processes = ProcessGroup(workdir / "logs")
+        self._targets = workdir / "targets"
+        self._child: Child | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> PrometheusServer:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 60.0) -> None:
+        if not Path(self.binary).exists():
+            raise FileNotFoundError(f"prometheus not found at {self.binary}: apt-get install prometheus")
+        self._targets.mkdir(parents=True, exist_ok=True)
+        config = {
+            "global": {
+                "scrape_interval": self.scrape_interval,
+                "evaluation_interval": self.scrape_interval,
+                "scrape_timeout": self.scrape_interval,
+            },
+            "scrape_configs": [
+                {
+                    "job_name": "tests",
+                    "file_sd_configs": [{"files": [str(self._targets / "*.json")], "refresh_interval": "1s"}],
+                }
+            ],
+        }
+        config_file = self.workdir / "prometheus.yml"
+        config_file.write_text(yaml.safe_dump(config))
+        self.port = free_port()
+        self._child = self.processes.start(
+            "prometheus",
+            [
+                self.binary,
+                f"--config.file={config_file}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
+                "--storage.tsdb.retention.time=1d",
+                "--log.level=warn",
+            ],
+        )
+        wait_until(
+            "prometheus /-/ready",
+            lambda: self._get("/-/ready").startswith("Prometheus"),
+            timeout,
+            watch=self._child,
+        )
+
+    def stop(self) -> None:
+        self.processes.stop()
+
+    def add_target(self, name: str, address: str, labels: dict[str, str] | None = None) -> None:
+        """Scrape `address` (host:port) as target `name`; visible to queries once it has been scraped."""
+        entry = [{"targets": [address], "labels": {"target": name, **(labels or {})}}]
+        tmp = self._targets / f".{name}.tmp"
+        tmp.write_text(json.dumps(entry))
+        tmp.rename(self._targets / f"{name}.json")  # atomic, so Prometheus never reads half a file
+
+    def remove_target(self, name: str) -> None:
+        (self._targets / f"{name}.json").unlink(missing_ok=True)
+
+    def wait_for_target(self, name: str, timeout: float = 15.0) -> None:
+        def up() -> bool:
+            targets = json.loads(self._get("/api/v1/targets"))["data"]["activeTargets"]
+            return any(t["labels"].get("target") == name and t["health"] == "up" for t in targets)
+
+        wait_until(f"prometheus target {name} up", up, timeout, watch=self._child, interval=0.2)
+
+    def _get(self, path: str) -> str:
+        with urllib.request.urlopen(self.url + path, timeout=2) as response:
+            return str(response.read().decode())

@@ -1,0 +1,132 @@
+"""Shared fixtures: a REAL cluster (local plane by default, kind on request), namespaces, Prometheus."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import kubernetes
+import pytest
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+from modelledger.testing.access import ClusterAccess
+from modelledger.testing.plane import LocalPlane
+from modelledger.testing.processes import free_port
+from modelledger.testing.prometheus import PrometheusServer
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Pauses forever and is tiny: real on kind, and any image name works on kwok's fake nodes.
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cluster",
+        choices=("local", "kind"),
+        default="local",
+        help="local: the control plane built from Go modules (default); kind: a kind cluster (needs Docker)",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def plane(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ClusterAccess]:
+    """The session's cluster. `--kubeconfig PATH` reuses a running one (e.g. from `make cluster-up`)."""
+    existing = request.config.getoption("kubeconfig")
+    if existing:
+        yield ClusterAccess(Path(existing))
+    elif request.config.getoption("cluster") == "kind":
+        yield from _kind_cluster(request)
+    else:
+        with LocalPlane(tmp_path_factory.mktemp("plane")) as local:
+            yield local.access
+
+
+def _kind_cluster(request: pytest.FixtureRequest) -> Iterator[ClusterAccess]:
+    if shutil.which("docker") is None:
+        pytest.skip("--cluster=kind needs Docker: no `docker` on PATH")
+    import subprocess
+
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.skip("--cluster=kind needs a running Docker engine: `docker info` failed")
+    from pytest_kind import KindCluster
+
+    cluster = KindCluster(request.config.getoption("cluster_name"))
+    cluster.create(config_file=REPO_ROOT / "kind-config.yaml")
+    try:
+        yield ClusterAccess(Path(cluster.kubeconfig_path))
+    finally:
+        if not request.config.getoption("keep_cluster"):
+            cluster.delete()
+
+
+@pytest.fixture(scope="session")
+def local_plane_only(request: pytest.FixtureRequest) -> None:
+    """Skip tests about the local plane itself when running on kind or on a reused cluster."""
+    if request.config.getoption("cluster") != "local" or request.config.getoption("kubeconfig"):
+        pytest.skip("checks the local plane built from Go modules, not this cluster")
+
+
+@pytest.fixture(scope="session")
+def api_client(plane: ClusterAccess) -> kubernetes.client.ApiClient:
+    client: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(
+        config_file=str(plane.kubeconfig)
+    )
+    return client
+
+
+@pytest.fixture
+def namespace(api_client: kubernetes.client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (the controller-manager finishes the deletion)."""
+    core = kubernetes.client.CoreV1Api(api_client)
+    stem = request.node.name.lower().replace("_", "-")
+    stem = "".join(ch for ch in stem if ch.isalnum() or ch == "-")[:40].strip("-")
+    name = f"{stem}-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"modelledger.io/test": "true"}}})
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """A real Prometheus on loopback scraping every second."""
+    with PrometheusServer(tmp_path_factory.mktemp("prometheus")) as server:
+        yield server
+
+
+@dataclass
+class Exporter:
+    """A prometheus-client HTTP exporter on loopback that Prometheus scrapes as target `name`."""
+
+    name: str
+    address: str
+    registry: CollectorRegistry
+
+    def gauge(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, documentation, labels, registry=self.registry)
+
+
+@pytest.fixture
+def exporter(prometheus: PrometheusServer) -> Iterator[Exporter]:
+    registry = CollectorRegistry()
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    name = f"exporter-{uuid.uuid4().hex[:8]}"
+    prometheus.add_target(name, f"127.0.0.1:{port}")
+    try:
+        yield Exporter(name, f"127.0.0.1:{port}", registry)
+    finally:
+        prometheus.remove_target(name)
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
