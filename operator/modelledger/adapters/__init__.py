@@ -1,0 +1,1 @@
+"""The outside world: Kubernetes workloads and Events, Prometheus queries, the audit log."""

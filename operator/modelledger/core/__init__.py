@@ -1,0 +1,1 @@
+"""Pure decisions: history, rules, rollback choice, PromQL templating. No kopf, kubernetes or network."""

@@ -1,0 +1,1 @@
+"""Thin Kopf handlers: parse, ask the core, apply through the adapters."""
