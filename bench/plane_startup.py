@@ -1,6 +1,6 @@
 """Warm start of the local control plane: time to a ready apiserver, to Ready nodes, and its memory.
 
-    .venv/bin/python bench/plane_startup.py [--runs 3]
+.venv/bin/python bench/plane_startup.py [--runs 3]
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ export KUBECONFIG=$(tail -n 1 <<<"$up")
 prometheus=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["prometheus_url"])' "$state/state.json")
 
 echo; echo "== kubectl version / get nodes"
-"$bin/kubectl" version 2>/dev/null | sed -n 2p
+"$bin/kubectl" version 2>/dev/null | grep Server
 "$bin/kubectl" get nodes -o wide
 
 echo; echo "== a Deployment with 2 replicas on the kwok nodes"

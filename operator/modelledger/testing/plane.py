@@ -26,6 +26,7 @@ from modelledger.testing.pki import CertFiles, CertificateAuthority, write_servi
 from modelledger.testing.processes import Child, ProcessGroup, free_port, wait_until
 
 SERVICE_CIDR = "10.0.0.0/24"
+POD_CIDR = "10.244.0.0/16"  # kwok assigns fake pod IPs from here
 KWOK_STAGES = (
     "node/fast/node-initialize.yaml",
     "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
@@ -230,6 +231,7 @@ class LocalPlane:
             self.binaries.kwok,
             f"--kubeconfig={self.kubeconfig}",
             "--manage-all-nodes=true",
+            f"--cidr={POD_CIDR}",
             f"--server-address=127.0.0.1:{free_port()}",
             "--node-lease-duration-seconds=40",
         ]

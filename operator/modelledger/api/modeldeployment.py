@@ -1,0 +1,406 @@
+"""ModelDeployment: which ModelVersion serves, how it rolls back, and the audited history of what served."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+
+from modelledger.api.common import (
+    CONDITIONS_LIST,
+    LONG_TEXT,
+    NAME_KEYED_LIST,
+    SET_LIST,
+    SHORT_TEXT,
+    ApiModel,
+    Condition,
+    Digest,
+    DnsLabel,
+    ObjectName,
+    Timestamp,
+    require_unique,
+)
+from modelledger.api.duration import Duration
+
+PRESERVE_UNKNOWN = {"x-kubernetes-preserve-unknown-fields": True}
+ID_KEYED_LIST = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["id"]}
+REVISION_KEYED_LIST = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["revision"]}
+PROMQL_LENGTH = 4096
+
+
+class Comparator(StrEnum):
+    GT = ">"
+    GE = ">="
+    LT = "<"
+    LE = "<="
+    EQ = "=="
+    NE = "!="
+
+
+class Aggregate(StrEnum):
+    MAX = "max"
+    MIN = "min"
+    SUM = "sum"
+    AVG = "avg"
+
+
+class Outcome(StrEnum):
+    """What a rule counts as when Prometheus returns no data or fails."""
+
+    HOLD = "Hold"
+    BREACH = "Breach"
+    PASS = "Pass"
+
+
+class Stability(ApiModel):
+    """When a revision is marked stable automatically."""
+
+    bake_time: Duration = timedelta(minutes=10)
+    """How long the revision must serve fully available with every rule passing before it is marked stable."""
+
+
+class Prometheus(ApiModel):
+    """The Prometheus server the rules query."""
+
+    url: Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://[^\s]+$")]
+    """The server's base URL, e.g. `http://prometheus.monitoring:9090`."""
+
+
+class RollbackRule(ApiModel):
+    """A PromQL condition that, true for `for`, rolls the deployment back to its last stable revision."""
+
+    name: DnsLabel
+    """The rule's name, unique within the deployment; it appears in history, events and the actor."""
+    query: Annotated[str, Field(min_length=1, max_length=PROMQL_LENGTH)]
+    """PromQL; `{{namespace}}`, `{{deployment}}`, `{{version}}` and `{{model}}` are substituted first."""
+    aggregate: Annotated[Aggregate, Field(strict=False)] = Aggregate.MAX
+    """How a vector result is reduced to one number: `max`, `min`, `sum` or `avg`."""
+    comparator: Annotated[Comparator, Field(strict=False)]
+    """How the value is compared with the threshold: `>`, `>=`, `<`, `<=`, `==` or `!=`; true means breach."""
+    threshold: float
+    """The number the aggregated value is compared with."""
+    for_: Annotated[Duration, Field(alias="for")] = timedelta(minutes=1)
+    """How long the breach must hold before the rollback happens."""
+    on_no_data: Annotated[Outcome, Field(strict=False)] = Outcome.HOLD
+    """What an empty result counts as: `Hold` (keep the previous state), `Breach` or `Pass`."""
+    on_error: Annotated[Outcome, Field(strict=False)] = Outcome.HOLD
+    """What a failed query (Prometheus down, timeout, bad query) counts as: `Hold`, `Breach` or `Pass`."""
+
+
+class Rollback(ApiModel):
+    """Automatic rollback: the rules, how often they run, and how often a rollback may happen."""
+
+    automatic: bool = True
+    """Roll back automatically when a rule breaches; when false, breaches are only reported."""
+    interval: Duration = timedelta(seconds=15)
+    """How often the rules are evaluated."""
+    cooldown: Duration = timedelta(minutes=5)
+    """The least time between two automatic rollbacks of this deployment."""
+    prometheus: Prometheus | None = None
+    """The Prometheus to query; the operator's default when left out."""
+    rules: Annotated[list[RollbackRule], Field(max_length=32, json_schema_extra=NAME_KEYED_LIST)] = Field(
+        default_factory=list
+    )
+    """The rollback rules; names are unique."""
+
+    @field_validator("rules")
+    @classmethod
+    def _rule_names_unique(cls, rules: list[RollbackRule]) -> list[RollbackRule]:
+        require_unique([rule.name for rule in rules], "rule name")
+        return rules
+
+
+class ModelDeploymentSpec(ApiModel):
+    """The desired state, owned by Git: which version serves and how it is watched."""
+
+    model_name: DnsLabel
+    """The model deployed; every version served must have this `spec.modelName`."""
+    version: ObjectName
+    """The name of the ModelVersion to serve (in this namespace)."""
+    replicas: Annotated[int, Field(ge=0)] = 1
+    """How many serving pods; scalable through the scale subresource."""
+    template: Annotated[dict[str, Any], Field(json_schema_extra=PRESERVE_UNKNOWN)] = Field(
+        default_factory=dict
+    )
+    """Pod-level overrides merged into the serving pod.
+
+    For example resources, nodeSelector, tolerations, serviceAccountName or extra env.
+    """
+    revision_history_limit: Annotated[int, Field(ge=1, le=100)] = 10
+    """How many revisions the history keeps; the stable and the serving revision are never pruned."""
+    stability: Stability = Field(default_factory=Stability)
+    """When a revision is marked stable automatically."""
+    rollback: Rollback = Field(default_factory=Rollback)
+    """Automatic rollback rules."""
+
+
+class DeploymentPhase(StrEnum):
+    PROGRESSING = "Progressing"
+    HEALTHY = "Healthy"
+    DEGRADED = "Degraded"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+
+class RevisionCause(StrEnum):
+    DEPLOY = "Deploy"
+    AUTOMATIC_ROLLBACK = "AutomaticRollback"
+    MANUAL_ROLLBACK = "ManualRollback"
+    REVOCATION = "Revocation"
+
+
+class RuleState(StrEnum):
+    PASS = "Pass"
+    PENDING = "Pending"
+    BREACHED = "Breached"
+    NO_DATA = "NoData"
+    ERROR = "Error"
+
+
+class RequestKind(StrEnum):
+    ROLLBACK = "Rollback"
+    MARK_STABLE = "MarkStable"
+    RETRY = "Retry"
+
+
+class RequestOutcome(StrEnum):
+    APPLIED = "Applied"
+    REJECTED = "Rejected"
+
+
+class Evidence(ApiModel):
+    """Why a rule fired: the resolved query, the value seen and what it was compared with."""
+
+    query: Annotated[str, Field(max_length=PROMQL_LENGTH * 2)]
+    """The PromQL as run, placeholders substituted."""
+    value: float | None = None
+    """The aggregated value; absent when there was no data."""
+    threshold: float
+    """The rule's threshold at the time."""
+    comparator: Annotated[Comparator, Field(strict=False)]
+    """The rule's comparator at the time."""
+
+
+class PinnedComponent(ApiModel):
+    """A pipeline component as it served."""
+
+    name: DnsLabel
+    """The component's name."""
+    digest: Digest
+    """The component's content digest."""
+
+
+class PinnedPipeline(ApiModel):
+    """The exact serving pipeline of a revision, so a rollback restores and an audit proves what served."""
+
+    artifact_digest: Digest
+    """The model artifact's digest."""
+    image: Annotated[str, Field(min_length=1, max_length=1024)]
+    """The serving image, as pinned in the ModelVersion."""
+    components: Annotated[list[PinnedComponent], Field(max_length=32, json_schema_extra=NAME_KEYED_LIST)] = (
+        Field(default_factory=list)
+    )
+    """The pipeline components' digests."""
+
+
+class HistoryEntry(ApiModel):
+    """One revision: a change of what serves, with its cause, actor, evidence and hash-chain link."""
+
+    revision: Annotated[int, Field(ge=1)]
+    """The revision number, increasing by one per change."""
+    version: ObjectName
+    """The ModelVersion served from this revision on."""
+    cause: Annotated[RevisionCause, Field(strict=False)]
+    """`Deploy`, `AutomaticRollback`, `ManualRollback` or `Revocation`."""
+    rule: DnsLabel | None = None
+    """The rule that triggered an automatic rollback."""
+    reason: Annotated[str, Field(max_length=LONG_TEXT)] = ""
+    """A human-readable reason (the person's words for a manual rollback)."""
+    evidence: Evidence | None = None
+    """The measurement behind an automatic rollback."""
+    at: Timestamp
+    """When the revision was decided."""
+    actor: Annotated[str, Field(min_length=1, max_length=SHORT_TEXT)]
+    """Who or what decided: a user name, `argocd`, or `modelledger/rule:<name>`."""
+    request_id: Annotated[str, Field(max_length=64)] | None = None
+    """The human request this revision carried out, if any."""
+    stable: bool = False
+    """Whether this revision has been marked stable (automatically after bakeTime, or by a person)."""
+    pipeline: PinnedPipeline | None = None
+    """The pinned pipeline of the served version."""
+    prev_hash: Annotated[str, Field(max_length=71, pattern=r"^(sha256:[0-9a-f]{64})?$")] = ""
+    """The previous revision's `hash` (empty for the first): kept so a pruned history still verifies."""
+    hash: Digest
+    """sha256 over `prevHash` and this entry's canonical JSON (all fields but `hash` and `stable`)."""
+
+
+class RuleStatus(ApiModel):
+    """The last evaluation of one rollback rule."""
+
+    name: DnsLabel
+    """The rule's name."""
+    state: Annotated[RuleState, Field(strict=False)]
+    """`Pass`, `Pending` (breaching, not yet for `for`), `Breached`, `NoData` or `Error`."""
+    value: float | None = None
+    """The last aggregated value; absent when there was none."""
+    since: Timestamp | None = None
+    """When the rule entered this state."""
+    message: Annotated[str, Field(max_length=LONG_TEXT)] = ""
+    """Detail, e.g. the query error."""
+
+
+class HumanRequest(ApiModel):
+    """A person's request, written into status by the CLI and consumed exactly once by the operator."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.kind == 'Rollback' || !has(self.toRevision)",
+                    "message": "toRevision is only valid for a Rollback request",
+                    "fieldPath": ".toRevision",
+                },
+                {
+                    "rule": "self.kind == 'MarkStable' || !has(self.revision)",
+                    "message": "revision is only valid for a MarkStable request",
+                    "fieldPath": ".revision",
+                },
+            ]
+        }
+    )
+
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")]
+    """A unique id chosen by the CLI; the operator records the outcome under the same id."""
+    kind: Annotated[RequestKind, Field(strict=False)]
+    """`Rollback`, `MarkStable` or `Retry`."""
+    requested_by: Annotated[str, Field(min_length=1, max_length=SHORT_TEXT)]
+    """Who asked."""
+    reason: Annotated[str, Field(max_length=LONG_TEXT)] = ""
+    """Why, in the person's words; recorded in history."""
+    to_revision: Annotated[int, Field(ge=1)] | None = None
+    """Rollback: the revision to return to (default: the newest stable one)."""
+    revision: Annotated[int, Field(ge=1)] | None = None
+    """MarkStable: the revision to mark (default: the current one)."""
+    at: Timestamp
+    """When the request was made."""
+
+    @field_validator("to_revision")
+    @classmethod
+    def _to_revision_only_for_rollback(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("kind") is not RequestKind.ROLLBACK:
+            raise ValueError("toRevision is only valid for a Rollback request")
+        return value
+
+    @field_validator("revision")
+    @classmethod
+    def _revision_only_for_mark_stable(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("kind") is not RequestKind.MARK_STABLE:
+            raise ValueError("revision is only valid for a MarkStable request")
+        return value
+
+
+class HandledRequest(ApiModel):
+    """The outcome of a consumed human request, so the CLI can report it and it is never applied twice."""
+
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    """The request's id."""
+    kind: Annotated[RequestKind, Field(strict=False)]
+    """The request's kind."""
+    outcome: Annotated[RequestOutcome, Field(strict=False)]
+    """`Applied` or `Rejected`."""
+    message: Annotated[str, Field(max_length=LONG_TEXT)] = ""
+    """What happened, e.g. the revision created or why it was refused."""
+    at: Timestamp
+    """When the operator handled it."""
+
+
+class ModelDeploymentStatus(ApiModel):
+    """What serves, why, and the bounded history of every change (newest first)."""
+
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    """The `.metadata.generation` this status was computed from."""
+    phase: Annotated[DeploymentPhase, Field(strict=False)] | None = None
+    """`Progressing`, `Healthy`, `Degraded`, `RolledBack` or `Failed`."""
+    desired_version: ObjectName | None = None
+    """The version Git asks for (`spec.version` as last seen)."""
+    serving_version: ObjectName | None = None
+    """The version actually serving."""
+    current_revision: Annotated[int, Field(ge=1)] | None = None
+    """The revision serving now."""
+    stable_revision: Annotated[int, Field(ge=1)] | None = None
+    """The newest revision marked stable: the target of an automatic rollback."""
+    replicas: Annotated[int, Field(ge=0)] | None = None
+    """Serving pods observed (the scale subresource's status replicas)."""
+    selector: Annotated[str, Field(max_length=LONG_TEXT)] | None = None
+    """The serving pods' label selector, for the scale subresource (HorizontalPodAutoscaler)."""
+    quarantined: Annotated[list[ObjectName], Field(max_length=256, json_schema_extra=SET_LIST)] = Field(
+        default_factory=list
+    )
+    """Versions rolled back from: not served again until Git names another version or a person retries."""
+    history: Annotated[list[HistoryEntry], Field(max_length=128, json_schema_extra=REVISION_KEYED_LIST)] = (
+        Field(default_factory=list)
+    )
+    """Revisions, newest first, bounded by revisionHistoryLimit (the stable and serving ones are kept)."""
+    rules: Annotated[list[RuleStatus], Field(max_length=32, json_schema_extra=NAME_KEYED_LIST)] = Field(
+        default_factory=list
+    )
+    """The last evaluation of each rollback rule."""
+    requests: Annotated[list[HumanRequest], Field(max_length=32, json_schema_extra=ID_KEYED_LIST)] = Field(
+        default_factory=list
+    )
+    """Pending human requests (rollback, mark-stable, retry), added by the CLI via the status subresource."""
+    handled_requests: Annotated[
+        list[HandledRequest], Field(max_length=64, json_schema_extra=ID_KEYED_LIST)
+    ] = Field(default_factory=list)
+    """Outcomes of the most recent consumed requests."""
+    conditions: Annotated[list[Condition], Field(max_length=32, json_schema_extra=CONDITIONS_LIST)] = Field(
+        default_factory=list
+    )
+    """Available, Progressing, RolledBack, RulesHealthy, PrometheusReachable."""
+
+    @field_validator("history")
+    @classmethod
+    def _revisions_unique(cls, history: list[HistoryEntry]) -> list[HistoryEntry]:
+        require_unique([str(entry.revision) for entry in history], "history revision")
+        return history
+
+    @field_validator("quarantined")
+    @classmethod
+    def _quarantined_unique(cls, quarantined: list[str]) -> list[str]:
+        require_unique(quarantined, "quarantined version")
+        return quarantined
+
+    @field_validator("rules")
+    @classmethod
+    def _rule_names_unique(cls, rules: list[RuleStatus]) -> list[RuleStatus]:
+        require_unique([rule.name for rule in rules], "rule name")
+        return rules
+
+    @field_validator("requests", "handled_requests")
+    @classmethod
+    def _request_ids_unique(cls, requests: list[HumanRequest] | list[HandledRequest]) -> Any:
+        require_unique([request.id for request in requests], "request id")
+        return requests
+
+    @field_validator("conditions")
+    @classmethod
+    def _condition_types_unique(cls, conditions: list[Condition]) -> list[Condition]:
+        require_unique([condition.type for condition in conditions], "condition type")
+        return conditions
+
+
+class ModelDeployment(ApiModel):
+    """Serves one ModelVersion of a model and rolls back automatically when a rule breaches."""
+
+    api_version: Literal["modelledger.io/v1alpha1"] = "modelledger.io/v1alpha1"
+    """`modelledger.io/v1alpha1`."""
+    kind: Literal["ModelDeployment"] = "ModelDeployment"
+    """`ModelDeployment`."""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """Standard object metadata."""
+    spec: ModelDeploymentSpec
+    """The desired state, owned by Git; the operator never writes it."""
+    status: ModelDeploymentStatus | None = None
+    """Observed state and history, written by the operator (and requests, by the CLI)."""
