@@ -134,6 +134,10 @@ def world(version: str = "fraud-detector-1-3-2", **spec: Any) -> World:
     )
 
 
+def phase_of(w: World) -> DeploymentPhase | None:
+    return w.status.phase
+
+
 def healthy_and_stable(w: World) -> None:
     w.step()
     w.roll_out()
@@ -149,10 +153,10 @@ def test_first_deploy_progresses_then_becomes_healthy_once() -> None:
     assert plan.status.history[0].actor == "argocd-controller"
     assert plan.status.history[0].pipeline is not None
     assert plan.status.history[0].pipeline.artifact_digest == V132.spec.artifact.digest
-    assert w.status.phase is DeploymentPhase.PROGRESSING
+    assert phase_of(w) is DeploymentPhase.PROGRESSING
     w.roll_out()
     w.step()
-    assert w.status.phase is DeploymentPhase.HEALTHY
+    assert phase_of(w) is DeploymentPhase.HEALTHY
     assert w.decisions == ["Deployed", "RolloutComplete"]
     writes = w.writes
     assert w.step().decisions == []
@@ -193,7 +197,7 @@ def test_upgrade_manual_rollback_and_retry() -> None:
     )
     assert (top.actor, top.reason, top.request_id) == ("alice@example.com", "latency complaints", "r0")
     assert w.status.quarantined == ["fraud-detector-1-4-0"]
-    assert w.status.phase is DeploymentPhase.ROLLED_BACK
+    assert phase_of(w) is DeploymentPhase.ROLLED_BACK
     assert [h.id for h in w.status.handled_requests] == ["r0"]
     # The request is consumed exactly once; the same spec (an ArgoCD sync) changes nothing.
     w.roll_out()
@@ -234,7 +238,7 @@ def test_mark_stable_by_hand() -> None:
 def test_missing_version_fails_then_recovers() -> None:
     w = world("fraud-detector-9-9-9")
     w.step()
-    assert w.status.phase is DeploymentPhase.FAILED
+    assert phase_of(w) is DeploymentPhase.FAILED
     assert w.status.history == []
     w.step()
     assert w.decisions == ["VersionNotFound"], "the Event is posted once, on the transition"
@@ -244,7 +248,7 @@ def test_missing_version_fails_then_recovers() -> None:
     w.versions["fraud-detector-9-9-9"] = with_name(V140, "fraud-detector-9-9-9")
     w.step()
     assert w.revisions() == [(1, "fraud-detector-9-9-9", RevisionCause.DEPLOY)]
-    assert w.status.phase is DeploymentPhase.PROGRESSING
+    assert phase_of(w) is DeploymentPhase.PROGRESSING
 
 
 def test_revocation_rolls_back_to_stable_or_degrades() -> None:
@@ -266,7 +270,7 @@ def test_revocation_rolls_back_to_stable_or_degrades() -> None:
     before = w.status.current_revision
     w.step()
     w.step()
-    assert w.status.phase is DeploymentPhase.DEGRADED
+    assert phase_of(w) is DeploymentPhase.DEGRADED
     assert w.status.current_revision == before
     assert w.decisions.count("NoStableRevision") == 1
 
@@ -301,7 +305,7 @@ def test_automatic_rollback_once_with_evidence_and_no_cascade() -> None:
         RevisionCause.AUTOMATIC_ROLLBACK,
     )
     assert (top.rule, top.actor, top.evidence) == ("error-rate", "modelledger/rule:error-rate", EVIDENCE)
-    assert w.status.phase is DeploymentPhase.ROLLED_BACK
+    assert phase_of(w) is DeploymentPhase.ROLLED_BACK
     assert w.status.quarantined == ["fraud-detector-1-4-0"]
     # Still breaching on the stable version: no cascade, no second rollback.
     w.now += timedelta(minutes=10)
@@ -316,7 +320,7 @@ def test_breach_without_a_stable_revision_degrades_and_leaves_the_workload() -> 
     w.roll_out()
     breached = [RuleStatus(name="error-rate", state=RuleState.BREACHED, value=2.0, since=w.now)]
     w.step(breach=Breach("error-rate", EVIDENCE), rules=breached)
-    assert w.status.phase is DeploymentPhase.DEGRADED
+    assert phase_of(w) is DeploymentPhase.DEGRADED
     assert len(w.status.history) == 1
     assert "NoStableRevision" in w.decisions
 
