@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,12 +13,16 @@ import kubernetes
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from modelledger.api.common import GROUP
+from modelledger.api.crdgen import KINDS
 from modelledger.testing.access import ClusterAccess
 from modelledger.testing.plane import LocalPlane
 from modelledger.testing.processes import free_port
 from modelledger.testing.prometheus import PrometheusServer
+from tests.helpers import eventually
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+CRD_NAMES = [f"{kind.plural}.{GROUP}" for kind in KINDS]
 # Pauses forever and is tiny: real on kind, and any image name works on kwok's fake nodes.
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 
@@ -55,8 +60,6 @@ def plane(
 def _kind_cluster(request: pytest.FixtureRequest) -> Iterator[ClusterAccess]:
     if shutil.which("docker") is None:
         pytest.skip("--cluster=kind needs Docker: no `docker` on PATH")
-    import subprocess
-
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         pytest.skip("--cluster=kind needs a running Docker engine: `docker info` failed")
     from pytest_kind import KindCluster
@@ -102,6 +105,28 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
     """A real Prometheus on loopback scraping every second."""
     with PrometheusServer(tmp_path_factory.mktemp("prometheus")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def installed_crds(plane: ClusterAccess) -> subprocess.CompletedProcess[str]:
+    """crds/*.yaml applied server-side and Established (the result of the apply, for its warnings)."""
+    applied = plane.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=modelledger-tests",
+        "-f",
+        str(REPO_ROOT / "crds"),
+    )
+    for name in CRD_NAMES:
+        plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    # The resources are served once Established; discovery (for short names) follows promptly.
+    eventually(
+        lambda: plane.kubectl("get", "mv,mdep", "-A", check=False).returncode == 0,
+        30,
+        "mv, mdep discoverable",
+    )
+    return applied
 
 
 @dataclass

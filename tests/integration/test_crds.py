@@ -5,8 +5,6 @@ except revocation, and anything the models accept round-trips through the apiser
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from modelledger.api import (
 from modelledger.api.crdgen import KINDS
 from modelledger.api.modelversion import IMMUTABLE_MESSAGE
 from modelledger.testing.access import ClusterAccess
+from tests.helpers import eventually
 from tests.malformed_cases import (
     MALFORMED,
     MODEL_DEPLOYMENT,
@@ -54,38 +53,6 @@ ROUND_TRIP = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-def _retry(probe: Any, timeout: float, what: str) -> Any:
-    """Poll `probe` until it returns something truthy; fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := probe():
-            return result
-        time.sleep(0.5)
-    pytest.fail(f"{what}: not within {timeout} s")
-
-
-@pytest.fixture(scope="session")
-def installed_crds(plane: ClusterAccess) -> subprocess.CompletedProcess[str]:
-    """crds/*.yaml applied server-side and Established (the result of the apply, for its warnings)."""
-    applied = plane.kubectl(
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "--field-manager=modelledger-tests",
-        "-f",
-        str(REPO_ROOT / "crds"),
-    )
-    for name in CRD_NAMES:
-        plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
-    # The resources are served once Established; discovery (for short names) follows promptly.
-    _retry(
-        lambda: plane.kubectl("get", "mv,mdep", "-A", check=False).returncode == 0,
-        30,
-        "mv, mdep discoverable",
-    )
-    return applied
 
 
 @pytest.fixture
@@ -165,7 +132,7 @@ def test_explain_reads_the_descriptions(plane: ClusterAccess, installed_crds: An
         result = plane.kubectl("explain", "modelversion.spec.artifact", check=False)
         return " ".join(result.stdout.split()) if result.returncode == 0 else None
 
-    text = _retry(explained, 60, "kubectl explain modelversion.spec.artifact")
+    text = eventually(explained, 60, "kubectl explain modelversion.spec.artifact")
     assert "The trained model file, pinned by digest." in text
     assert "digest" in text
     assert "64 lower-case hex digits" in text

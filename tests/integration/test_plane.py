@@ -10,9 +10,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import kubernetes
 import pytest
@@ -23,18 +23,7 @@ from modelledger.testing.access import ClusterAccess
 from modelledger.testing.binaries import read_versions
 from modelledger.testing.prometheus import PrometheusServer
 from tests.conftest import PAUSE_IMAGE, Exporter
-
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
-    """Poll until `probe` returns something truthy; return it, or fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := probe():
-            return result
-        time.sleep(interval)
-    pytest.fail(f"{what}: not within {timeout} s")
+from tests.helpers import eventually
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ from modelledger.api import (
     RuleStatus,
 )
 from modelledger.core import history
-from modelledger.core.reconcile import Breach, Plan, Situation, reconcile
+from modelledger.core.reconcile import Plan, Situation, reconcile
+from modelledger.core.rules import Breach
 from modelledger.core.workload import WorkloadState
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -296,7 +297,7 @@ def test_automatic_rollback_once_with_evidence_and_no_cascade() -> None:
     w.roll_out()
     w.step(rules=passing)
     breached = [RuleStatus(name="error-rate", state=RuleState.BREACHED, value=0.12, since=w.now)]
-    breach = Breach("error-rate", EVIDENCE)
+    breach = Breach("error-rate", EVIDENCE, T0)
     w.step(breach=breach, rules=breached)
     top = w.status.history[0]
     assert (top.revision, top.version, top.cause) == (
@@ -319,7 +320,7 @@ def test_breach_without_a_stable_revision_degrades_and_leaves_the_workload() -> 
     w.step()
     w.roll_out()
     breached = [RuleStatus(name="error-rate", state=RuleState.BREACHED, value=2.0, since=w.now)]
-    w.step(breach=Breach("error-rate", EVIDENCE), rules=breached)
+    w.step(breach=Breach("error-rate", EVIDENCE, T0), rules=breached)
     assert phase_of(w) is DeploymentPhase.DEGRADED
     assert len(w.status.history) == 1
     assert "NoStableRevision" in w.decisions
@@ -383,7 +384,7 @@ def test_any_sequence_is_idempotent_chained_and_bounded(actions: list[str]) -> N
         elif action in ("revoke", "unrevoke"):
             w.versions["fraud-detector-1-4-0"] = with_name(V140, "fraud-detector-1-4-0", action == "revoke")
         elif action == "breach":
-            breach = Breach("error-rate", EVIDENCE)
+            breach = Breach("error-rate", EVIDENCE, T0)
         before = len(w.status.history)
         w.step(breach=breach)
         assert len(w.status.history) <= max(before + 2, 3 + 2)

@@ -7,12 +7,11 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from modelledger.cli import crds
+from modelledger.cli import crds, history, requests, run
 
 Handler = Callable[[argparse.Namespace], int]
 
-# Later subcommands (run, history, rollback, report, ...) are added here.
-COMMANDS = (crds,)
+COMMANDS = (crds, run, history, requests)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,7 @@ from modelledger.api import (
     RuleStatus,
 )
 from modelledger.core import history
+from modelledger.core.rules import Breach
 from modelledger.core.workload import WorkloadState, pinned_pipeline, selector_string
 
 HANDLED_REQUESTS_KEPT = 20
@@ -38,14 +39,6 @@ REVOCATION_ACTOR = "modelledger/revocation"
 
 def rule_actor(rule: str) -> str:
     return f"modelledger/rule:{rule}"
-
-
-@dataclass(frozen=True)
-class Breach:
-    """A rule that has been breaching for its `for`, with the evidence to record."""
-
-    rule: str
-    evidence: Evidence
 
 
 @dataclass(frozen=True)
@@ -558,3 +551,34 @@ def _summarise_rules(s: Situation, plan: Plan) -> None:
         "QueryFailed" if errors else "QueriesSucceed",
         "; ".join(f"{r.name}: {r.message}" for r in errors) or "every query succeeded",
     )
+
+
+def reject_spec(status: ModelDeploymentStatus, error: Exception, now: datetime, generation: int) -> Plan:
+    """A spec the models refuse (the CRD may be older than the operator): Failed, nothing else touched."""
+    message = _first_error(error)
+    plan = Plan(status.model_copy(deep=True))
+    s = Situation(
+        namespace="",
+        name="",
+        generation=generation,
+        spec=ModelDeploymentSpec.model_construct(),
+        status=status,
+        versions={},
+        workload=None,
+        now=now,
+    )
+    if _set_condition(s, plan, "Ready", False, "InvalidSpec", message):
+        plan.decisions.append(Decision("InvalidSpec", message, warning=True))
+    plan.status.phase = DeploymentPhase.FAILED
+    plan.status.observed_generation = generation
+    return plan
+
+
+def _first_error(error: Exception) -> str:
+    """`spec.rollback.rules.0.for: ...`: the failing field first, as the apiserver words it."""
+    errors = getattr(error, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return f"invalid spec: spec.{where}: {first.get('msg', '')}"
+    return f"invalid spec: {error}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import ssl
 import tempfile
 import time
@@ -88,6 +89,9 @@ class LocalPlane:
     # --- start-up, in dependency order -------------------------------------------------------------
 
     def _start(self) -> None:
+        # Every start is a new cluster: no etcd data, certificates or logs from a previous run.
+        for stale in ("etcd", "pki", "logs"):
+            shutil.rmtree(self.workdir / stale, ignore_errors=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
         pki = self.workdir / "pki"
         ca = CertificateAuthority(pki)

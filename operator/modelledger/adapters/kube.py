@@ -1,0 +1,132 @@
+"""Kubernetes writes: status with an optimistic-concurrency precondition, the workload by server-side
+apply, and Events. Synchronous (the kubernetes client is); handlers call them through asyncio.to_thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, cast
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException as ApiException
+
+from modelledger.api.common import GROUP, VERSION
+
+FIELD_MANAGER = "modelledger"
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+DEPLOYMENTS = "modeldeployments"
+VERSIONS = "modelversions"
+
+
+@cache
+def client() -> kubernetes.client.ApiClient:
+    """In a pod: its service account; elsewhere: $KUBECONFIG or ~/.kube/config."""
+    # The config loaders are untyped; the client they configure is typed.
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+    return kubernetes.client.ApiClient()
+
+
+class Conflict(Exception):
+    """The object changed since it was read: re-read and decide again."""
+
+
+def _status_patch(old: dict[str, Any], new: dict[str, Any], resource_version: str) -> dict[str, Any]:
+    # A merge patch that sets exactly our fields: keys we drop are nulled, Kopf's own keys are untouched.
+    status = {key: new.get(key) for key in sorted(set(old) | set(new))}
+    return {"metadata": {"resourceVersion": resource_version}, "status": status}
+
+
+def write_status(
+    plural: str, namespace: str, name: str, old: dict[str, Any], new: dict[str, Any], resource_version: str
+) -> dict[str, Any]:
+    """Write status only if the object is still at `resource_version`; raise Conflict otherwise."""
+    api = kubernetes.client.CustomObjectsApi(client())
+    try:
+        result = api.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            _status_patch(old, new, resource_version),
+            field_manager=FIELD_MANAGER,
+            _content_type=MERGE,
+        )
+    except ApiException as error:
+        if error.status == 409:
+            raise Conflict(f"{plural}/{name} changed since resourceVersion {resource_version}") from error
+        raise
+    return cast(dict[str, Any], result)
+
+
+def apply(manifest: dict[str, Any]) -> None:
+    """Server-side apply as field manager `modelledger` (force: the operator owns its workload)."""
+    meta = manifest["metadata"]
+    kind = manifest["kind"]
+    if kind == "Deployment":
+        kubernetes.client.AppsV1Api(client()).patch_namespaced_deployment(
+            meta["name"],
+            meta["namespace"],
+            manifest,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
+    elif kind == "Service":
+        kubernetes.client.CoreV1Api(client()).patch_namespaced_service(
+            meta["name"],
+            meta["namespace"],
+            manifest,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
+    else:  # pragma: no cover - a programming error
+        raise ValueError(f"cannot apply a {kind}")
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+
+
+_INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()
+
+
+def post_event(ref: ObjectRef, reason: str, message: str, *, warning: bool = False, action: str = "") -> None:
+    """A core/v1 Event on the object. Best effort by nature: Events expire (the apiserver's --event-ttl)."""
+    now = dt.datetime.now(dt.UTC)
+    body = {
+        "metadata": {"generateName": f"{ref.name}.", "namespace": ref.namespace},
+        "involvedObject": {
+            "apiVersion": ref.api_version,
+            "kind": ref.kind,
+            "name": ref.name,
+            "namespace": ref.namespace,
+            "uid": ref.uid,
+        },
+        "reason": reason,
+        "message": message[:1024],
+        "type": "Warning" if warning else "Normal",
+        "action": action or reason,
+        "source": {"component": "modelledger"},
+        "reportingComponent": "modelledger.io/operator",
+        "reportingInstance": _INSTANCE[:128],
+        "firstTimestamp": now.isoformat(),
+        "lastTimestamp": now.isoformat(),
+        "count": 1,
+    }
+    # The client serialises plain dicts as it does its models.
+    kubernetes.client.CoreV1Api(client()).create_namespaced_event(ref.namespace, cast(Any, body))

@@ -1,0 +1,139 @@
+"""The operator's own metrics, served on /metrics from a dedicated registry.
+
+A dedicated `CollectorRegistry` (not prometheus-client's global one) keeps tests independent and keeps
+library metrics of other packages out of the operator's endpoint. Series of deleted deployments, removed
+rules and superseded serving revisions are removed, so the endpoint does not grow without bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable
+from enum import StrEnum
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, start_http_server
+
+from modelledger.api.modeldeployment import RuleState, RuleStatus
+
+# Prometheus answers in milliseconds when healthy; the top buckets show timeouts (default 10 s).
+QUERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class EvaluationResult(StrEnum):
+    """The `result` label of modelledger_rule_evaluations_total: what one rule query produced."""
+
+    VALUE = "value"
+    NO_DATA = "no_data"
+    ERROR = "error"
+
+
+class OperatorMetrics:
+    """The metrics listed in issue 5, with small recording functions; thread-safe."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        deployment = ("namespace", "deployment")
+        rule = (*deployment, "rule")
+        self.rollbacks = Counter(
+            "modelledger_rollbacks",
+            "Rollbacks performed, by cause (AutomaticRollback, ManualRollback, Revocation).",
+            (*deployment, "cause"),
+            registry=self.registry,
+        )
+        self.rule_value = Gauge(
+            "modelledger_rule_value",
+            "The last aggregated value of a rollback rule's query (absent when it had none).",
+            rule,
+            registry=self.registry,
+        )
+        self.rule_state = Enum(
+            "modelledger_rule_state",
+            "The state of a rollback rule: 1 for the current state, 0 for the others.",
+            rule,
+            states=[state.value for state in RuleState],
+            registry=self.registry,
+        )
+        self.rule_evaluations = Counter(
+            "modelledger_rule_evaluations",
+            "Rule queries evaluated, by result (value, no_data, error).",
+            ("result",),
+            registry=self.registry,
+        )
+        self.prometheus_query_seconds = Histogram(
+            "modelledger_prometheus_query_seconds",
+            "Time taken by queries to Prometheus, including failed ones.",
+            buckets=QUERY_BUCKETS,
+            registry=self.registry,
+        )
+        self.serving_info = Gauge(
+            "modelledger_serving_info",
+            "What each deployment serves (always 1): its version, revision and whether it is stable.",
+            (*deployment, "version", "revision", "stable"),
+            registry=self.registry,
+        )
+        self._lock = threading.Lock()
+        self._serving: dict[tuple[str, str], tuple[str, str, str]] = {}
+        self._rules: dict[tuple[str, str], set[str]] = {}
+
+    def record_rollback(self, namespace: str, deployment: str, cause: str) -> None:
+        self.rollbacks.labels(namespace, deployment, str(cause)).inc()
+
+    def record_evaluation(self, result: EvaluationResult) -> None:
+        self.rule_evaluations.labels(result.value).inc()
+
+    def observe_query(self, seconds: float) -> None:
+        self.prometheus_query_seconds.observe(seconds)
+
+    def record_rule(self, namespace: str, deployment: str, status: RuleStatus) -> None:
+        """The rule's state and value; the value series is removed while the rule has no value."""
+        with self._lock:
+            self._rules.setdefault((namespace, deployment), set()).add(status.name)
+            self.rule_state.labels(namespace, deployment, status.name).state(status.state.value)
+            if status.value is None:
+                _remove(self.rule_value, namespace, deployment, status.name)
+            else:
+                self.rule_value.labels(namespace, deployment, status.name).set(status.value)
+
+    def keep_rules(self, namespace: str, deployment: str, names: Iterable[str]) -> None:
+        """Drop the series of rules no longer in the deployment's spec."""
+        keep = set(names)
+        with self._lock:
+            known = self._rules.get((namespace, deployment), set())
+            for name in known - keep:
+                self._forget_rule(namespace, deployment, name)
+            self._rules[(namespace, deployment)] = known & keep
+
+    def set_serving(self, namespace: str, deployment: str, version: str, revision: int, stable: bool) -> None:
+        """Replace the deployment's serving_info series (one per deployment at any time)."""
+        labels = (version, str(revision), "true" if stable else "false")
+        with self._lock:
+            previous = self._serving.get((namespace, deployment))
+            if previous is not None and previous != labels:
+                _remove(self.serving_info, namespace, deployment, *previous)
+            self.serving_info.labels(namespace, deployment, *labels).set(1)
+            self._serving[(namespace, deployment)] = labels
+
+    def forget_deployment(self, namespace: str, deployment: str) -> None:
+        """Remove every per-deployment series except the rollback counter (its history stays queryable)."""
+        with self._lock:
+            previous = self._serving.pop((namespace, deployment), None)
+            if previous is not None:
+                _remove(self.serving_info, namespace, deployment, *previous)
+            for name in self._rules.pop((namespace, deployment), set()):
+                self._forget_rule(namespace, deployment, name)
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> WSGIServer:
+        """Serve /metrics on a daemon thread; `shutdown()` and `server_close()` the result to stop."""
+        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
+        return server
+
+    def _forget_rule(self, namespace: str, deployment: str, name: str) -> None:
+        _remove(self.rule_value, namespace, deployment, name)
+        _remove(self.rule_state, namespace, deployment, name)
+
+
+def _remove(metric: Gauge | Enum, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # never set, or already removed
+        metric.remove(*labels)

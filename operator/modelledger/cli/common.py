@@ -1,0 +1,98 @@
+"""What the user-facing commands share: reaching the cluster like kubectl does, tables, errors."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from typing import Any, NoReturn, cast
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+from rich.console import Console
+from rich.table import Table
+
+from modelledger.api import ModelDeployment
+from modelledger.api.common import GROUP, VERSION
+
+# Piped output (CI logs, `| less`) gets room for the tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 200)
+errors = Console(stderr=True)
+
+EXIT_FAILED = 1  # the operation ran and failed (request rejected, chain broken)
+EXIT_USAGE = 2  # bad arguments, unknown deployment, no such revision
+EXIT_FORBIDDEN = 3  # RBAC said no
+EXIT_UNREACHABLE = 4  # no cluster, or it did not answer
+
+
+def add_cluster_args(parser: argparse.ArgumentParser, *, namespace: bool = True) -> None:
+    group = parser.add_argument_group("cluster (as kubectl)")
+    group.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    group.add_argument("--context", help="kubeconfig context to use")
+    if namespace:
+        group.add_argument("-n", "--namespace", help="namespace (default: the context's namespace)")
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    sys.exit(code)
+
+
+class Cluster:
+    """A kubernetes client configured from --kubeconfig/--context, and the namespace to act in."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        try:
+            self.client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=args.kubeconfig, context=args.context
+            )
+            _, active = kubernetes.config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+                config_file=args.kubeconfig
+            )
+        except (kubernetes.config.ConfigException, FileNotFoundError) as error:
+            fail(f"no usable kubeconfig: {error}", EXIT_UNREACHABLE)
+        contexts = dict(active or {})
+        default_ns = contexts.get("context", {}).get("namespace") or "default"
+        self.namespace: str = getattr(args, "namespace", None) or default_ns
+        self.objects = kubernetes.client.CustomObjectsApi(self.client)
+
+    def get_deployment(self, name: str) -> dict[str, Any]:
+        try:
+            return cast(
+                dict[str, Any],
+                self.objects.get_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, "modeldeployments", name
+                ),
+            )
+        except ApiException as error:
+            api_error(error, f"ModelDeployment {name} in namespace {self.namespace}")
+
+    def whoami(self) -> str:
+        """The authenticated user name (SelfSubjectReview), as the apiserver sees these credentials."""
+        try:
+            review = kubernetes.client.AuthenticationV1Api(self.client).create_self_subject_review(
+                cast(Any, {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+            )
+            name = review.status.user_info.username if review.status and review.status.user_info else None
+        except ApiException:
+            name = None
+        return name or getpass.getuser()
+
+
+def api_error(error: ApiException, what: str) -> NoReturn:
+    if error.status == 404:
+        fail(f"{what} not found")
+    if error.status in (401, 403):
+        fail(f"not allowed: {what}: {error.reason}", EXIT_FORBIDDEN)
+    fail(f"{what}: {error.status} {error.reason}", EXIT_FAILED if error.status else EXIT_UNREACHABLE)
+
+
+def parse_deployment(raw: dict[str, Any]) -> ModelDeployment:
+    return ModelDeployment.model_validate(raw)
+
+
+def table(title: str, columns: list[str]) -> Table:
+    result = Table(title=title, title_justify="left", header_style="bold", box=None, pad_edge=False)
+    for column in columns:
+        result.add_column(column)
+    return result

@@ -1,0 +1,47 @@
+"""What the handlers share: the operator's settings and the wake-up signals of the deployment loops."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+@dataclass
+class OperatorConfig:
+    """Settings from `modelledger run`, kept in Kopf's memo."""
+
+    prometheus_url: str | None = None
+    prometheus_timeout: float = 5.0
+    prometheus_token: str | None = None
+    prometheus_ca: str | None = None
+
+
+@dataclass
+class Wakeups:
+    """One event per ModelDeployment loop; any change that matters to a deployment sets it."""
+
+    events: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+
+    def register(self, namespace: str, name: str) -> asyncio.Event:
+        return self.events.setdefault((namespace, name), asyncio.Event())
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.events.pop((namespace, name), None)
+
+    def wake(self, namespace: str, name: str) -> None:
+        if event := self.events.get((namespace, name)):
+            event.set()
+
+    def wake_namespace(self, namespace: str) -> None:
+        for (ns, _name), event in self.events.items():
+            if ns == namespace:
+                event.set()
+
+
+WAKEUPS = Wakeups()
+
+
+def now() -> datetime:
+    """The one place the operator reads the clock; the core always gets time injected."""
+    return datetime.now(UTC)

@@ -1,0 +1,266 @@
+"""ModelDeployment handlers: one loop per deployment that gathers, decides (core) and applies (adapters).
+
+Every entry point funnels into `reconcile_once`: the loop runs it on start (create or operator resume),
+whenever a watch event wakes it (spec, status, its Deployment, a ModelVersion), and every `interval`
+to evaluate the rules and bake time. One loop per object means no two decisions race on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+import structlog
+from pydantic import ValidationError
+
+from modelledger.adapters import audit, kube
+from modelledger.api import ModelDeploymentSpec, ModelDeploymentStatus, ModelVersion, RevisionCause
+from modelledger.api.common import API_VERSION, GROUP, VERSION
+from modelledger.core import actors, history
+from modelledger.core.reconcile import Plan, Situation, reconcile, reject_spec
+from modelledger.core.workload import ANNOTATION_HASH, MANAGED_BY, Owner, WorkloadState, manifests
+from modelledger.handlers import rules as rule_loop
+from modelledger.handlers.context import WAKEUPS, OperatorConfig, now
+
+log = structlog.get_logger("modelledger.deployments")
+MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+RETRY_AFTER_CONFLICT = 0.5
+
+
+# --- indices: in-memory views Kopf keeps current from its watches ---------------------------------
+
+
+@kopf.index(GROUP, VERSION, "modelversions")
+def version_bodies(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Any]:
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+def workload_bodies(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Any]:
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index("", "v1", "services", labels=MANAGED)
+def service_hashes(namespace: str, name: str, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], str]:
+    return {(namespace, name): meta.get("annotations", {}).get(ANNOTATION_HASH, "")}
+
+
+def _one(index: kopf.Index[Any, Any], key: Any) -> Any:
+    store = index.get(key)
+    return next(iter(store), None) if store else None
+
+
+# --- wake-ups --------------------------------------------------------------------------------------
+
+
+@kopf.on.event(GROUP, VERSION, "modeldeployments")
+def deployment_changed(namespace: str, name: str, **_: Any) -> None:
+    WAKEUPS.wake(namespace, name)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+def workload_changed(namespace: str, name: str, **_: Any) -> None:
+    WAKEUPS.wake(namespace, name)  # the workload has its ModelDeployment's name
+
+
+@kopf.on.event(GROUP, VERSION, "modelversions")
+def version_changed(namespace: str, **_: Any) -> None:
+    WAKEUPS.wake_namespace(namespace)
+
+
+# --- the loop ----------------------------------------------------------------------------------------
+
+
+@kopf.daemon(GROUP, VERSION, "modeldeployments", cancellation_timeout=10.0)
+async def deployment_loop(
+    namespace: str,
+    name: str,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
+    version_bodies: kopf.Index[Any, Any],
+    workload_bodies: kopf.Index[Any, Any],
+    service_hashes: kopf.Index[Any, Any],
+    **_: Any,
+) -> None:
+    wake = WAKEUPS.register(namespace, name)
+    config: OperatorConfig = memo["config"]
+    rules = rule_loop.RuleRunner(config)
+    try:
+        while not stopped:
+            wake.clear()
+            delay = await reconcile_once(
+                namespace, name, body, rules, version_bodies, workload_bodies, service_hashes
+            )
+            waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait())]
+            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+    finally:
+        WAKEUPS.forget(namespace, name)
+
+
+def _versions(namespace: str, names: set[str], index: kopf.Index[Any, Any]) -> dict[str, ModelVersion]:
+    found: dict[str, ModelVersion] = {}
+    for version_name in names:
+        raw = _one(index, (namespace, version_name))
+        if raw is None:
+            continue
+        try:
+            found[version_name] = ModelVersion.model_validate(raw)
+        except ValidationError as error:
+            log.error(
+                "invalid ModelVersion ignored", namespace=namespace, version=version_name, error=str(error)
+            )
+    return found
+
+
+def _our_status(raw: Mapping[str, Any]) -> dict[str, Any]:
+    fields = {field.alias or key for key, field in ModelDeploymentStatus.model_fields.items()}
+    return {key: value for key, value in raw.items() if key in fields}
+
+
+async def reconcile_once(
+    namespace: str,
+    name: str,
+    body: kopf.Body,
+    rules: rule_loop.RuleRunner,
+    version_bodies: kopf.Index[Any, Any],
+    workload_bodies: kopf.Index[Any, Any],
+    service_hashes: kopf.Index[Any, Any],
+) -> float:
+    """Decide and apply once; returns how long to wait before the next unprompted run."""
+    raw = dict(body)  # a snapshot: the live body changes under us as watch events arrive
+    meta = raw.get("metadata", {})
+    old_status = _our_status(raw.get("status") or {})
+    at = now()
+    try:
+        status = ModelDeploymentStatus.model_validate(old_status)
+    except ValidationError as error:
+        # Never overwrite a recorded history we cannot read: report and wait for a person.
+        log.error(
+            "status unreadable; nothing changed", namespace=namespace, deployment=name, error=str(error)
+        )
+        return 60.0
+    try:
+        spec = ModelDeploymentSpec.model_validate(raw.get("spec") or {})
+    except ValidationError as error:
+        plan = reject_spec(status, error, at, meta.get("generation", 0))
+        await _write_and_report(namespace, name, raw, old_status, plan)
+        return 60.0
+
+    referenced = {spec.version} | {entry.version for entry in status.history}
+    versions = _versions(namespace, referenced, version_bodies)
+    workload_raw = _one(workload_bodies, (namespace, name))
+    workload = WorkloadState.from_deployment(workload_raw) if workload_raw else None
+    evaluation = await rules.evaluate_if_due(namespace, name, spec, status, versions, at)
+    situation = Situation(
+        namespace=namespace,
+        name=name,
+        generation=meta.get("generation", 0),
+        spec=spec,
+        status=status,
+        versions=versions,
+        workload=workload,
+        now=at,
+        spec_actor=actors.last_writer(meta.get("managedFields"), ("spec", "version")) or "unknown",
+        rules=evaluation.statuses if evaluation else None,
+        breach=evaluation.breach if evaluation else None,
+    )
+    plan = reconcile(situation)
+    if not await _write_and_report(namespace, name, raw, old_status, plan):
+        return RETRY_AFTER_CONFLICT
+    _crash_point("after-status-write", plan)
+    await _apply_workload(
+        namespace,
+        name,
+        meta.get("uid", ""),
+        spec,
+        plan,
+        versions,
+        workload_raw,
+        _one(service_hashes, (namespace, name)),
+    )
+    _crash_point("after-workload-patch", plan)
+    return rules.seconds_until_due(spec, at)
+
+
+async def _write_and_report(
+    namespace: str, name: str, raw: dict[str, Any], old_status: dict[str, Any], plan: Plan
+) -> bool:
+    """Write the plan's status (if it changed) under the read resourceVersion, then report its decisions."""
+    new_status = plan.status.to_wire()
+    if new_status == old_status:
+        return True
+    try:
+        await asyncio.to_thread(
+            kube.write_status,
+            kube.DEPLOYMENTS,
+            namespace,
+            name,
+            old_status,
+            new_status,
+            raw["metadata"]["resourceVersion"],
+        )
+    except kube.Conflict:
+        log.info("status changed meanwhile; deciding again", namespace=namespace, deployment=name)
+        return False
+    rule_loop.record_serving(namespace, name, plan.status)
+    ref = kube.ObjectRef(API_VERSION, "ModelDeployment", namespace, name, raw["metadata"].get("uid", ""))
+    for decision in plan.decisions:
+        entry = history.current(plan.status.history, decision.revision) if decision.cause else None
+        audit.record("ModelDeployment", namespace, name, decision, entry)
+        rule_loop.record_decision(namespace, name, decision)
+        try:
+            await asyncio.to_thread(
+                kube.post_event, ref, decision.reason, decision.message, warning=decision.warning
+            )
+        except kube.ApiException as error:  # Events are best effort; the history is the record
+            log.warning("event not posted", reason=decision.reason, error=str(error))
+    return True
+
+
+async def _apply_workload(
+    namespace: str,
+    name: str,
+    uid: str,
+    spec: ModelDeploymentSpec,
+    plan: Plan,
+    versions: Mapping[str, ModelVersion],
+    workload_raw: dict[str, Any] | None,
+    service_hash: str | None,
+) -> None:
+    serving = plan.serving
+    if serving is None or serving.version not in versions:
+        return  # nothing to serve yet, or Failed/Degraded: the workload is left as it is
+    deployment, service = manifests(
+        Owner(name, namespace, uid), spec, serving.revision, versions[serving.version]
+    )
+    observed = ((workload_raw or {}).get("metadata", {}).get("annotations") or {}).get(ANNOTATION_HASH)
+    if observed != deployment["metadata"]["annotations"][ANNOTATION_HASH]:
+        await asyncio.to_thread(kube.apply, deployment)
+        log.info(
+            "workload applied",
+            namespace=namespace,
+            deployment=name,
+            revision=serving.revision,
+            version=serving.version,
+        )
+    if service_hash != service["metadata"]["annotations"][ANNOTATION_HASH]:
+        await asyncio.to_thread(kube.apply, service)
+
+
+def _crash_point(point: str, plan: Plan) -> None:
+    """Test-only: MODELLEDGER_TEST_CRASH=<point>[:<cause>] kills the operator (SIGKILL) right here."""
+    wanted = os.environ.get("MODELLEDGER_TEST_CRASH", "")
+    where, _, cause = wanted.partition(":")
+    if not where or where != point:
+        return
+    causes = {d.cause for d in plan.decisions if d.cause is not None}
+    if causes and (not cause or RevisionCause(cause) in causes):
+        log.warning("test crash point reached", point=point, causes=sorted(c.value for c in causes))
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,185 @@
+"""ModelVersion handlers: status (phase, usedBy, short digest) and the deletion guard.
+
+A ModelVersion named in any ModelDeployment's history is evidence of what served: Kopf's finalizer keeps
+it until no history references it. The blocked deletion is explained by a condition and an Event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import kopf
+import structlog
+from pydantic import ValidationError
+
+from modelledger.adapters import kube
+from modelledger.api import Condition, ConditionStatus, ModelVersion, ModelVersionPhase, ModelVersionStatus
+from modelledger.api.common import API_VERSION, GROUP, VERSION
+from modelledger.api.modelversion import short_digest
+from modelledger.handlers.context import now
+
+log = structlog.get_logger("modelledger.versions")
+BLOCKED_RETRY = 5.0
+
+
+@kopf.index(GROUP, VERSION, "modeldeployments")
+def version_users(namespace: str, name: str, status: kopf.Status, **_: Any) -> dict[tuple[str, str], str]:
+    """(namespace, version) → the deployments whose history names it."""
+    return {
+        (namespace, entry["version"]): name for entry in status.get("history") or [] if "version" in entry
+    }
+
+
+def _users(index: kopf.Index[Any, Any], namespace: str, name: str) -> list[str]:
+    return sorted(set(index.get((namespace, name), [])))
+
+
+def _status_fields(raw: dict[str, Any]) -> dict[str, Any]:
+    fields = {field.alias or key for key, field in ModelVersionStatus.model_fields.items()}
+    return {k: v for k, v in (raw.get("status") or {}).items() if k in fields}
+
+
+def desired_status(raw: dict[str, Any], users: list[str], blocked: bool) -> dict[str, Any] | None:
+    """The status a ModelVersion should show, or None when its spec cannot be read."""
+    try:
+        version = ModelVersion.model_validate(raw)
+    except ValidationError as error:
+        log.error("invalid ModelVersion", name=raw.get("metadata", {}).get("name"), error=str(error))
+        return None
+    old = (
+        ModelVersionStatus.model_validate(_status_fields(raw)) if raw.get("status") else ModelVersionStatus()
+    )
+    conditions = {c.type: c for c in old.conditions}
+
+    def condition(kind: str, true: bool, reason: str, message: str) -> Condition:
+        previous = conditions.get(kind)
+        status = ConditionStatus.TRUE if true else ConditionStatus.FALSE
+        unchanged = previous is not None and previous.status is status
+        if unchanged and previous is not None and previous.reason == reason and previous.message == message:
+            return previous
+        return Condition(
+            type=kind,
+            status=status,
+            reason=reason,
+            message=message,
+            last_transition_time=previous.last_transition_time if unchanged and previous else now(),
+            observed_generation=raw["metadata"].get("generation"),
+        )
+
+    revoked = version.spec.revoked
+    new = ModelVersionStatus(
+        observed_generation=raw["metadata"].get("generation"),
+        phase=ModelVersionPhase.REVOKED if revoked else ModelVersionPhase.AVAILABLE,
+        short_digest=short_digest(version.spec.artifact.digest),
+        used_by=users,
+        conditions=sorted(
+            [
+                condition(
+                    "Revoked",
+                    revoked,
+                    "VersionRevoked" if revoked else "NotRevoked",
+                    version.spec.revocation_reason if revoked else "may be served",
+                ),
+                condition(
+                    "InUse",
+                    bool(users),
+                    "ReferencedByHistory" if users else "Unreferenced",
+                    ", ".join(users) or "no deployment history names this version",
+                ),
+                condition(
+                    "DeletionBlocked",
+                    blocked,
+                    "ReferencedByHistory" if blocked else "NotBlocked",
+                    f"deletion waits until no history names it: {', '.join(users)}" if blocked else "",
+                ),
+            ],
+            key=lambda c: c.type,
+        ),
+    )
+    return new.to_wire()
+
+
+async def _sync_status(raw: dict[str, Any], users: list[str], blocked: bool = False) -> None:
+    wanted = desired_status(raw, users, blocked)
+    current = _status_fields(raw)
+    if wanted is None or wanted == current:
+        return
+    meta = raw["metadata"]
+    # On a conflict the newer object arrives as a watch event and is synced then.
+    with contextlib.suppress(kube.Conflict):
+        await asyncio.to_thread(
+            kube.write_status,
+            kube.VERSIONS,
+            meta["namespace"],
+            meta["name"],
+            current,
+            wanted,
+            meta["resourceVersion"],
+        )
+
+
+@kopf.on.event(GROUP, VERSION, "modelversions")
+async def version_event(
+    type: str, body: kopf.Body, namespace: str, name: str, version_users: kopf.Index[Any, Any], **_: Any
+) -> None:
+    if type == "DELETED":
+        return
+    await _sync_status(
+        dict(body),
+        _users(version_users, namespace, name),
+        blocked=body.metadata.get("deletionTimestamp") is not None,
+    )
+
+
+@kopf.on.event(GROUP, VERSION, "modeldeployments")
+async def deployment_event(
+    namespace: str,
+    status: kopf.Status,
+    version_users: kopf.Index[Any, Any],
+    version_bodies: kopf.Index[Any, Any],
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    """A history changed: refresh `usedBy` of the versions it names now or named before."""
+    names = {entry.get("version") for entry in status.get("history") or []}
+    remembered: dict[str, set[str]] = memo.setdefault("versions_by_namespace", {})
+    previously = remembered.get(namespace, set())
+    remembered[namespace] = previously | {n for n in names if n}
+    for version_name in sorted(previously | names - {None}):
+        raw = next(iter(version_bodies.get((namespace, version_name), [])), None)
+        if raw is not None:
+            await _sync_status(
+                dict(raw),
+                _users(version_users, namespace, version_name),
+                blocked=raw.get("metadata", {}).get("deletionTimestamp") is not None,
+            )
+
+
+@kopf.on.delete(GROUP, VERSION, "modelversions", backoff=BLOCKED_RETRY)
+async def guard_deletion(
+    namespace: str, name: str, body: kopf.Body, version_users: kopf.Index[Any, Any], **_: Any
+) -> None:
+    users = _users(version_users, namespace, name)
+    if not users:
+        log.info(
+            "ModelVersion deleted", audit=True, action="VersionDeleted", namespace=namespace, version=name
+        )
+        return
+    message = f"deletion of {name} blocked: the history of {', '.join(users)} names it"
+    await _sync_status(dict(body), users, blocked=True)
+    ref = kube.ObjectRef(API_VERSION, "ModelVersion", namespace, name, body.metadata.get("uid", ""))
+    try:
+        await asyncio.to_thread(kube.post_event, ref, "DeletionBlocked", message, warning=True)
+    except kube.ApiException as error:
+        log.warning("event not posted", reason="DeletionBlocked", error=str(error))
+    log.warning(
+        "DeletionBlocked",
+        audit=True,
+        action="DeletionBlocked",
+        namespace=namespace,
+        version=name,
+        used_by=users,
+    )
+    raise kopf.TemporaryError(message, delay=BLOCKED_RETRY)
