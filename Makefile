@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/local/go/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup venv system-deps binaries lint unit integration test crds demo cluster-up cluster-down bench clean
+.PHONY: help setup venv system-deps binaries lint unit integration test crds demo cluster-up cluster-down bench clean kind-demo
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -23,8 +23,8 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed  ## the virtualenv with modelledger and its dev tools
 
-system-deps:  ## Prometheus from Debian's package (needs root or sudo)
-	@command -v prometheus >/dev/null || bash hack/install-system-deps.sh
+system-deps:  ## Prometheus and Chromium from Debian's packages (needs root or sudo)
+	@command -v prometheus >/dev/null && command -v chromium >/dev/null || bash hack/install-system-deps.sh
 
 binaries:  ## build (or reuse from the cache) etcd, kube-*, kwok and helm from Go modules
 	@bash hack/build-plane.sh
@@ -57,6 +57,9 @@ cluster-down: venv  ## stop what cluster-up started
 
 demo: setup  ## the demo on the local plane, set up and torn down
 	@bash hack/demo.sh
+
+kind-demo: venv  ## with Docker + kind: kind cluster, image, helm install, a rollback (cluster kept)
+	@bash deploy/kind/demo.sh
 
 bench: setup  ## benchmarks; print tables
 	@for b in bench/*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(BIN)/python "$$b"; done

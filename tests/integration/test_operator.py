@@ -73,7 +73,10 @@ def status(plane: ClusterAccess, namespace: str) -> ModelDeploymentStatus:
 
 def served_revision(plane: ClusterAccess, namespace: str) -> tuple[str, str] | None:
     """(version, revision) on the Deployment's pod template, once that rollout is complete."""
-    deployment = get(plane, namespace, "deployment", "fraud-detector")
+    found = plane.kubectl("get", "-n", namespace, "deployment", "fraud-detector", "-o", "json", check=False)
+    if found.returncode != 0:
+        return None  # not created yet
+    deployment = json.loads(found.stdout)
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     s = deployment.get("status", {})
     done = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,6 @@ from modelledger.api import (
 )
 from modelledger.core import history
 from modelledger.core.reconcile import Plan, Situation, reconcile
-from modelledger.core.rules import Breach
 from modelledger.core.workload import WorkloadState
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -46,8 +45,18 @@ def with_name(base: ModelVersion, name: str, revoked: bool = False) -> ModelVers
 
 V132 = example_version("1-3-2")
 V140 = example_version("1-4-0")
+RULE = {
+    "name": "error-rate",
+    "query": 'sum(rate(errors{deployment="{{deployment}}"}[1m]))',
+    "comparator": ">",
+    "threshold": 0.05,
+    "for": "1m",
+}
 EVIDENCE = Evidence(
-    query='sum(rate(errors{deployment="fraud"}[1m]))', value=0.12, threshold=0.05, comparator=Comparator.GT
+    query='sum(rate(errors{deployment="fraud-detector"}[1m]))',
+    value=0.12,
+    threshold=0.05,
+    comparator=Comparator.GT,
 )
 
 
@@ -64,7 +73,7 @@ class World:
     writes: int = 0
     decisions: list[str] = field(default_factory=list)
 
-    def situation(self, breach: Breach | None = None, rules: list[RuleStatus] | None = None) -> Situation:
+    def situation(self, rules: list[RuleStatus] | None = None) -> Situation:
         return Situation(
             namespace="ml-prod",
             name="fraud-detector",
@@ -75,12 +84,11 @@ class World:
             workload=self.workload,
             now=self.now,
             spec_actor="argocd-controller",
-            breach=breach,
             rules=rules,
         )
 
-    def step(self, breach: Breach | None = None, rules: list[RuleStatus] | None = None) -> Plan:
-        plan = reconcile(self.situation(breach, rules))
+    def step(self, rules: list[RuleStatus] | None = None) -> Plan:
+        plan = reconcile(self.situation(rules))
         if plan.status != self.status:
             self.writes += 1
         self.status = plan.status
@@ -280,9 +288,7 @@ def test_automatic_rollback_once_with_evidence_and_no_cascade() -> None:
     w = world(
         rollback={
             "cooldown": "5m",
-            "rules": [
-                {"name": "error-rate", "query": "q", "comparator": ">", "threshold": 0.05, "for": "1m"}
-            ],
+            "rules": [RULE],
         }
     )
     passing = [RuleStatus(name="error-rate", state=RuleState.PASS, value=0.0, since=T0)]
@@ -297,8 +303,7 @@ def test_automatic_rollback_once_with_evidence_and_no_cascade() -> None:
     w.roll_out()
     w.step(rules=passing)
     breached = [RuleStatus(name="error-rate", state=RuleState.BREACHED, value=0.12, since=w.now)]
-    breach = Breach("error-rate", EVIDENCE, T0)
-    w.step(breach=breach, rules=breached)
+    w.step(rules=breached)
     top = w.status.history[0]
     assert (top.revision, top.version, top.cause) == (
         3,
@@ -306,11 +311,12 @@ def test_automatic_rollback_once_with_evidence_and_no_cascade() -> None:
         RevisionCause.AUTOMATIC_ROLLBACK,
     )
     assert (top.rule, top.actor, top.evidence) == ("error-rate", "modelledger/rule:error-rate", EVIDENCE)
+    assert w.status.rules == [], "the stable revision is judged afresh"
     assert phase_of(w) is DeploymentPhase.ROLLED_BACK
     assert w.status.quarantined == ["fraud-detector-1-4-0"]
     # Still breaching on the stable version: no cascade, no second rollback.
     w.now += timedelta(minutes=10)
-    w.step(breach=breach, rules=breached)
+    w.step(rules=breached)
     assert len(w.status.history) == 3
     assert w.decisions.count("RolledBack") == 1
 
@@ -320,7 +326,7 @@ def test_breach_without_a_stable_revision_degrades_and_leaves_the_workload() -> 
     w.step()
     w.roll_out()
     breached = [RuleStatus(name="error-rate", state=RuleState.BREACHED, value=2.0, since=w.now)]
-    w.step(breach=Breach("error-rate", EVIDENCE, T0), rules=breached)
+    w.step(rules=breached)
     assert phase_of(w) is DeploymentPhase.DEGRADED
     assert len(w.status.history) == 1
     assert "NoStableRevision" in w.decisions
@@ -353,6 +359,7 @@ ACTIONS = st.sampled_from(
         "revoke",
         "unrevoke",
         "breach",
+        "pass",
     ]
 )
 
@@ -360,9 +367,9 @@ ACTIONS = st.sampled_from(
 @settings(max_examples=200, deadline=None)
 @given(st.lists(ACTIONS, max_size=25))
 def test_any_sequence_is_idempotent_chained_and_bounded(actions: list[str]) -> None:
-    w = world(revisionHistoryLimit=3)
+    w = world(revisionHistoryLimit=3, rollback={"rules": [RULE]})
     for action in actions:
-        breach = None
+        rules = None
         if action == "roll_out":
             w.roll_out()
         elif action in ("upgrade", "downgrade", "missing"):
@@ -383,13 +390,14 @@ def test_any_sequence_is_idempotent_chained_and_bounded(actions: list[str]) -> N
             w.now += timedelta(minutes=7)
         elif action in ("revoke", "unrevoke"):
             w.versions["fraud-detector-1-4-0"] = with_name(V140, "fraud-detector-1-4-0", action == "revoke")
-        elif action == "breach":
-            breach = Breach("error-rate", EVIDENCE, T0)
+        elif action in ("breach", "pass"):
+            state = RuleState.BREACHED if action == "breach" else RuleState.PASS
+            rules = [RuleStatus(name="error-rate", state=state, value=0.12, since=w.now)]
         before = len(w.status.history)
-        w.step(breach=breach)
+        w.step(rules=rules)
         assert len(w.status.history) <= max(before + 2, 3 + 2)
         # Level-triggered: the same situation again decides nothing and changes nothing.
-        again = reconcile(w.situation(breach))
+        again = reconcile(w.situation())
         assert again.decisions == []
         assert again.status == w.status
         assert history.verify(w.status.history, limit=3) is None
@@ -398,3 +406,20 @@ def test_any_sequence_is_idempotent_chained_and_bounded(actions: list[str]) -> N
         if w.status.current_revision is not None:
             assert w.status.current_revision in revisions, "the serving revision is never pruned"
         assert len(w.status.requests) == 0, "every request is consumed"
+
+
+def test_prometheus_reachability_follows_the_queries_whatever_on_error_says() -> None:
+    w = world(rollback={"rules": [RULE]})
+    w.step()
+    breaching = [RuleStatus(name="error-rate", state=RuleState.PENDING, since=w.now, message="down")]
+    plan = reconcile(replace(w.situation(breaching), query_errors={"error-rate": "connection refused"}))
+    reachable = next(c for c in plan.status.conditions if c.type == "PrometheusReachable")
+    assert (reachable.status.value, reachable.reason) == ("False", "QueryFailed")
+    assert "connection refused" in reachable.message
+    assert "PrometheusUnreachable" in [d.reason for d in plan.decisions]
+    w.status = plan.status
+    passing = [RuleStatus(name="error-rate", state=RuleState.PASS, value=0.0, since=w.now)]
+    plan = reconcile(replace(w.situation(passing), query_errors={}))
+    assert "PrometheusReachable" in [d.reason for d in plan.decisions]
+    w.status = plan.status
+    assert reconcile(w.situation()).status == w.status, "no queries: reachability stays as last seen"

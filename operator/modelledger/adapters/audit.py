@@ -1,9 +1,17 @@
-"""The audit trail's log side: one structlog JSON line with `audit=true` per decision."""
+"""The audit trail's log side: one hash-chained record per decision, as a structlog JSON line with
+`audit=true` and, with `--audit-log PATH`, appended to a JSON Lines file for WORM storage or a SIEM.
+
+The record schema and the chain are in `core/audit_chain.py`; this module only stamps the time, keeps
+the chain's tip, and writes. The file is append-only and every line is flushed and fsynced before the
+next decision; a restarted operator continues the chain from the file's last line.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,44 +19,150 @@ from typing import Any
 import structlog
 
 from modelledger.api import HistoryEntry
+from modelledger.core import audit_chain
+from modelledger.core.audit_chain import ChainTip
 from modelledger.core.reconcile import Decision
 
 log = structlog.get_logger("modelledger.audit")
-_FILE: list[Path] = []  # set by `modelledger run --audit-log`
+_TAIL_BLOCK = 64 * 1024
+
+
+def last_complete_line(path: Path) -> str | None:
+    """The file's last newline-terminated line that is a JSON object, read from the end (logs grow)."""
+    if not path.exists():
+        return None
+    with path.open("rb") as source:
+        position = source.seek(0, os.SEEK_END)
+        tail = b""
+        while position > 0:
+            start = max(0, position - _TAIL_BLOCK)
+            source.seek(start)
+            tail = source.read(position - start) + tail
+            position = start
+            lines = tail[: tail.rfind(b"\n") + 1].split(b"\n")
+            # The first line may be cut at the block's start: trust it only at the file's start.
+            for line in reversed(lines if position == 0 else lines[1:]):
+                try:
+                    if line.strip() and isinstance(json.loads(line), dict):
+                        return line.decode()
+                except ValueError:
+                    continue
+    return None
+
+
+def _ends_torn(path: Path) -> bool:
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with path.open("rb") as source:
+        source.seek(-1, os.SEEK_END)
+        return source.read(1) != b"\n"
+
+
+class AuditTrail:
+    """The chain's tip and the optional JSONL file; one per process, shared by every handler."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.tip = ChainTip()
+        self._lock = threading.Lock()
+
+    def write_to(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self.path = path
+            if _ends_torn(path):
+                # A crash mid-write: the next record starts on a line of its own, and
+                # `audit verify` reports the torn one.
+                with path.open("ab") as out:
+                    out.write(b"\n")
+            self.tip = audit_chain.tip_of(last_complete_line(path))
+        log.info("audit log opened", path=str(path), seq=self.tip.seq, prev_hash=self.tip.hash)
+
+    def emit(self, fields: Mapping[str, Any], *, warning: bool = False) -> dict[str, Any]:
+        with self._lock:
+            record = audit_chain.seal(
+                {"ts": datetime.now(UTC).isoformat(), **fields},
+                prev_hash=self.tip.hash,
+                seq=self.tip.seq + 1,
+            )
+            if self.path is not None:
+                with self.path.open("a", encoding="utf-8") as out:
+                    out.write(audit_chain.to_line(record))
+                    out.flush()
+                    os.fsync(out.fileno())
+            self.tip = ChainTip(record["hash"], record["seq"])
+        logger = _audit_logger()
+        event = str(record["action"])
+        logger.warning(event, **record) if warning else logger.info(event, **record)
+        return record
+
+
+def _audit_logger() -> Any:
+    """The configured logger minus its time stamper: the record's own `ts` is the one that was hashed."""
+    config = structlog.get_config()
+    processors = [p for p in config["processors"] if not isinstance(p, structlog.processors.TimeStamper)]
+    return structlog.wrap_logger(
+        config["logger_factory"]("modelledger.audit"),
+        processors=processors,
+        wrapper_class=config["wrapper_class"],
+        context_class=config["context_class"],
+    )
+
+
+TRAIL = AuditTrail()
 
 
 def write_to(path: Path) -> None:
-    """Also append every audit record to `path` (JSON Lines), for shipping to WORM storage or a SIEM."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _FILE[:] = [path]
+    """Also append every audit record to `path` (JSON Lines), continuing the chain it holds."""
+    TRAIL.write_to(path)
 
 
-def _append(fields: dict[str, Any]) -> None:
-    # Append-only, flushed and fsynced per line: a record is on disk before the next decision.
-    with _FILE[0].open("a", encoding="utf-8") as out:
-        out.write(json.dumps(fields, sort_keys=True, default=str) + "\n")
-        out.flush()
-        os.fsync(out.fileno())
+def record(
+    kind: str, namespace: str, name: str, decision: Decision, entry: HistoryEntry | None
+) -> dict[str, Any]:
+    """One decision on a ModelDeployment (or ModelVersion); `entry` is the revision it created."""
+    deployment = kind == "ModelDeployment"
+    return TRAIL.emit(
+        {
+            "actor": decision.actor,
+            "action": decision.reason,
+            "kind": kind,
+            "namespace": namespace,
+            "deployment": name if deployment else None,
+            "object": name,
+            "revision": decision.revision,
+            "version": decision.version,
+            "cause": decision.cause.value if decision.cause else None,
+            "rule": decision.rule or (entry.rule if entry else None),
+            "reason": entry.reason if entry else None,
+            "message": decision.message,
+            "digests": entry.pipeline.to_wire() if entry and entry.pipeline else None,
+            "evidence": decision.evidence.to_wire() if decision.evidence else None,
+            "entry": entry.to_wire() if entry else None,
+        },
+        warning=decision.warning,
+    )
 
 
-def record(kind: str, namespace: str, name: str, decision: Decision, entry: HistoryEntry | None) -> None:
-    fields: dict[str, Any] = {
-        "audit": True,
-        "action": decision.reason,
-        "actor": decision.actor,
-        "kind": kind,
-        "namespace": namespace,
-        "deployment" if kind == "ModelDeployment" else "object": name,
-        "revision": decision.revision,
-        "version": decision.version,
-        "cause": decision.cause.value if decision.cause else None,
-        "evidence": decision.evidence.to_wire() if decision.evidence else None,
-        "message": decision.message,
-    }
-    if entry is not None:
-        fields["digests"] = entry.pipeline.to_wire() if entry.pipeline else None
-        fields["prev_hash"] = entry.prev_hash
-        fields["hash"] = entry.hash
-    if _FILE:
-        _append({"ts": datetime.now(UTC).isoformat(), **fields})
-    log.warning(decision.reason, **fields) if decision.warning else log.info(decision.reason, **fields)
+def record_version_event(
+    action: str,
+    namespace: str,
+    version: str,
+    message: str,
+    *,
+    actor: str = "modelledger",
+    warning: bool = False,
+) -> dict[str, Any]:
+    """A decision about a ModelVersion itself, e.g. DeletionBlocked or VersionDeleted."""
+    return TRAIL.emit(
+        {
+            "actor": actor,
+            "action": action,
+            "kind": "ModelVersion",
+            "namespace": namespace,
+            "object": version,
+            "version": version,
+            "message": message,
+        },
+        warning=warning,
+    )

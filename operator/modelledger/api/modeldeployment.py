@@ -84,7 +84,7 @@ class RollbackRule(ApiModel):
     for_: Annotated[Duration, Field(alias="for")] = timedelta(minutes=1)
     """How long the breach must hold before the rollback happens."""
     on_no_data: Annotated[Outcome, Field(strict=False)] = Outcome.HOLD
-    """What an empty result counts as: `Hold` (keep the previous state), `Breach` or `Pass`."""
+    """What an empty result (or only NaN/±Inf) counts as: `Hold` (no evidence), `Breach` or `Pass`."""
     on_error: Annotated[Outcome, Field(strict=False)] = Outcome.HOLD
     """What a failed query (Prometheus down, timeout, bad query) counts as: `Hold`, `Breach` or `Pass`."""
 

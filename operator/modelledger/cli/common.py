@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from datetime import UTC, datetime
 from typing import Any, NoReturn, cast
 
 import kubernetes
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from modelledger.api import ModelDeployment
 from modelledger.api.common import GROUP, VERSION
+from modelledger.api.duration import parse_duration
 
 # Piped output (CI logs, `| less`) gets room for the tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -46,12 +48,14 @@ class Cluster:
             self.client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
                 config_file=args.kubeconfig, context=args.context
             )
-            _, active = kubernetes.config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            every, active = kubernetes.config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
                 config_file=args.kubeconfig
             )
         except (kubernetes.config.ConfigException, FileNotFoundError) as error:
             fail(f"no usable kubeconfig: {error}", EXIT_UNREACHABLE)
-        contexts = dict(active or {})
+        # As kubectl: the namespace of the context chosen with --context, not of the current one.
+        chosen = next((c for c in every or [] if c.get("name") == args.context), None)
+        contexts = dict(chosen or active or {})
         default_ns = contexts.get("context", {}).get("namespace") or "default"
         self.namespace: str = getattr(args, "namespace", None) or default_ns
         self.objects = kubernetes.client.CustomObjectsApi(self.client)
@@ -96,3 +100,41 @@ def table(title: str, columns: list[str]) -> Table:
     for column in columns:
         result.add_column(column)
     return result
+
+
+def list_objects(cluster: Cluster, plural: str) -> list[dict[str, Any]]:
+    """Every object of one of our kinds in the cluster's namespace (ModelDeployments, ModelVersions)."""
+    try:
+        listed = cluster.objects.list_namespaced_custom_object(GROUP, VERSION, cluster.namespace, plural)
+    except ApiException as error:
+        api_error(error, f"{plural} in namespace {cluster.namespace}")
+    return list(cast(dict[str, Any], listed).get("items") or [])
+
+
+def list_events(cluster: Cluster) -> list[dict[str, Any]]:
+    """The namespace's core/v1 Events about our kinds (they expire: a report never depends on them)."""
+    try:
+        listed = kubernetes.client.CoreV1Api(cluster.client).list_namespaced_event(cluster.namespace)
+    except ApiException as error:
+        if error.status == 403:
+            return []  # reading Events is optional evidence; the history is the record
+        api_error(error, f"events in namespace {cluster.namespace}")
+    events = cluster.client.sanitize_for_serialization(listed.items)
+    return [
+        e
+        for e in events
+        if (e.get("involvedObject") or {}).get("kind") in ("ModelDeployment", "ModelVersion")
+    ]
+
+
+def parse_time(text: str, now: datetime) -> datetime:
+    """RFC 3339 (`2026-11-27T10:00:00Z`), or a duration before now (`24h`) as `kubectl logs --since`."""
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"not a time: {text!r} (use RFC 3339 like 2026-11-27T10:00:00Z, or a duration like 24h)")
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,22 +1,48 @@
-"""Entry point of `modelledger`. Each subcommand module exposes `register(subparsers)`, which adds its
-parser and sets `handler` (a function from the parsed arguments to an exit code)."""
+"""Entry point of `modelledger`, and of `kubectl-modelledger` (so `kubectl modelledger ...` works).
+
+Each subcommand module exposes `register(subparsers)`, which adds its parser and sets `handler` (a
+function from the parsed arguments to an exit code)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
-from modelledger.cli import crds, history, requests, run
+from modelledger.cli import audit, crds, history, report, requests, run
 
 Handler = Callable[[argparse.Namespace], int]
 
-COMMANDS = (crds, run, history, requests)
+COMMANDS = (crds, run, history, requests, report, audit)
+# kubectl's global flags, which a plugin user writes before the command (`kubectl modelledger -n ns
+# history x`); argparse only knows them on the subcommands, so they are moved behind it.
+GLOBAL_FLAGS = ("-n", "--namespace", "--kubeconfig", "--context")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def program_name(argv0: str) -> str:
+    return "kubectl modelledger" if os.path.basename(argv0).startswith("kubectl-") else "modelledger"
+
+
+def hoist_global_flags(argv: Sequence[str]) -> list[str]:
+    """Move kubectl-style global flags given before the command to its end, where argparse finds them."""
+    leading: list[str] = []
+    rest = list(argv)
+    while rest and rest[0].startswith("-") and rest[0] not in ("-h", "--help"):
+        flag = rest.pop(0)
+        name = flag.split("=", 1)[0]
+        if name not in GLOBAL_FLAGS and not (name.startswith("-n") and len(name) > 2):
+            rest.insert(0, flag)
+            break
+        leading.append(flag)
+        if "=" not in flag and name in GLOBAL_FLAGS and rest:
+            leading.append(rest.pop(0))  # the flag's value
+    return [*rest, *leading]
+
+
+def build_parser(prog: str = "modelledger") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="modelledger",
+        prog=prog,
         description="Version control and automatic rollback of deployed ML models.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -26,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = hoist_global_flags(sys.argv[1:] if argv is None else argv)
+    args = build_parser(program_name(sys.argv[0])).parse_args(arguments)
     handler: Handler = args.handler
     return handler(args)
 

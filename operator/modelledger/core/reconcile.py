@@ -7,6 +7,7 @@ so the status is written first and the workload follows; a crash in between conv
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,8 +29,8 @@ from modelledger.api import (
     RuleState,
     RuleStatus,
 )
-from modelledger.core import history
-from modelledger.core.rules import Breach
+from modelledger.core import history, promql
+from modelledger.core.rules import Breach, verdict
 from modelledger.core.workload import WorkloadState, pinned_pipeline, selector_string
 
 HANDLED_REQUESTS_KEPT = 20
@@ -54,8 +55,10 @@ class Situation:
     workload: WorkloadState | None
     now: datetime
     spec_actor: str = "unknown"  # who last set spec.version (its managedFields manager)
-    rules: Sequence[RuleStatus] | None = None  # a fresh evaluation; None keeps the recorded one
-    breach: Breach | None = None  # from the fresh evaluation
+    rules: Sequence[RuleStatus] | None = (
+        None  # a fresh evaluation of the serving revision; None keeps the recorded
+    )
+    query_errors: Mapping[str, str] | None = None  # rule -> why its query failed, in the fresh evaluation
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class Decision:
     version: str | None = None
     cause: RevisionCause | None = None
     evidence: Evidence | None = None
+    rule: str | None = None
 
 
 @dataclass
@@ -90,11 +94,19 @@ def reconcile(s: Situation) -> Plan:
     problem = _deploy_desired(s, plan, retried_by)
     if s.rules is not None:
         st.rules = list(s.rules)
+    _forget_rules_of_a_replaced_revision(s, plan)
     degraded = _automatic_rollback(s, plan) or _revoked_without_target(s, plan)
+    _forget_rules_of_a_replaced_revision(s, plan)
     _mark_stable_after_bake(s, plan)
     _summarise(s, plan, problem, degraded)
     st.history = history.prune(st.history, s.spec.revision_history_limit, st.current_revision)
     return plan
+
+
+def _forget_rules_of_a_replaced_revision(s: Situation, plan: Plan) -> None:
+    """Rules judge the serving revision: a new one starts without the old one's states."""
+    if plan.status.current_revision != s.status.current_revision:
+        plan.status.rules = []
 
 
 # --- requests from people (CLI → status.requests), each consumed exactly once ---------------------
@@ -210,6 +222,8 @@ def _retry(s: Situation, plan: Plan, request: HumanRequest) -> tuple[RequestOutc
     desired = s.spec.version
     if desired not in st.quarantined:
         return RequestOutcome.REJECTED, f"{desired} is not quarantined"
+    if not _usable(s, desired):
+        return RequestOutcome.REJECTED, f"{desired} is revoked or gone: it cannot be served again"
     st.quarantined = [v for v in st.quarantined if v != desired]
     plan.decisions.append(
         Decision(
@@ -330,7 +344,7 @@ def _deploy_desired(s: Situation, plan: Plan, retried_by: str | None) -> tuple[s
 def _automatic_rollback(s: Situation, plan: Plan) -> bool:
     """Roll back on a breach; returns True when a rollback was due but had no stable target."""
     serving = plan.serving
-    breach = s.breach
+    breach = _breach(s, plan)
     if breach is None or serving is None or not s.spec.rollback.automatic:
         return False
     if serving.version != s.spec.version or serving.version in plan.status.quarantined:
@@ -371,6 +385,24 @@ def _automatic_rollback(s: Situation, plan: Plan) -> bool:
         )
     )
     return False
+
+
+def _breach(s: Situation, plan: Plan) -> Breach | None:
+    """The first Breached rule of the serving revision, with its evidence (the query as it ran)."""
+    serving = plan.serving
+    if serving is None or not plan.status.rules:
+        return None
+    values = {
+        "namespace": s.namespace,
+        "deployment": s.name,
+        "model": s.spec.model_name,
+        "version": serving.version,
+    }
+    queries = {}
+    for rule in s.spec.rollback.rules:
+        with contextlib.suppress(ValueError):  # a bad template never breaches: its rule is in Error
+            queries[rule.name] = promql.render(rule.query, values)
+    return verdict(s.spec.rollback.rules, plan.status.rules, queries).breach
 
 
 def _revoked_without_target(s: Situation, plan: Plan) -> bool:
@@ -533,6 +565,19 @@ def _summarise_rules(s: Situation, plan: Plan) -> None:
     rules = plan.status.rules
     if not rules:
         return  # not evaluated yet
+    before = {r.name: r.state for r in s.status.rules}
+    for rule in rules:
+        if before.get(rule.name) is not rule.state:
+            plan.decisions.append(
+                Decision(
+                    "RuleStateChanged",
+                    f"rule {rule.name}: {before[rule.name].value if rule.name in before else 'new'} -> "
+                    f"{rule.state.value} (value {rule.value}){': ' + rule.message if rule.message else ''}",
+                    warning=rule.state in (RuleState.PENDING, RuleState.BREACHED, RuleState.ERROR),
+                    actor=rule_actor(rule.name),
+                    rule=rule.name,
+                )
+            )
     bad = [r for r in rules if r.state in (RuleState.BREACHED, RuleState.PENDING)]
     _set_condition(
         s,
@@ -542,15 +587,23 @@ def _summarise_rules(s: Situation, plan: Plan) -> None:
         "RuleBreaching" if bad else "AllRulesPassing",
         ", ".join(f"{r.name}: {r.state.value} ({r.value})" for r in bad) or "every rule passes",
     )
-    errors = [r for r in rules if r.state is RuleState.ERROR]
-    _set_condition(
+    if s.query_errors is None:
+        return  # no queries this time: reachability stays as last seen
+    # Reachability is about the queries, whatever onError makes of a failure.
+    was = _condition(s.status, "PrometheusReachable")
+    message = "; ".join(f"{rule}: {error}" for rule, error in sorted(s.query_errors.items()))
+    if _set_condition(
         s,
         plan,
         "PrometheusReachable",
-        not errors,
-        "QueryFailed" if errors else "QueriesSucceed",
-        "; ".join(f"{r.name}: {r.message}" for r in errors) or "every query succeeded",
-    )
+        not s.query_errors,
+        "QueryFailed" if s.query_errors else "QueriesSucceed",
+        message or "every query succeeded",
+    ):
+        if s.query_errors:
+            plan.decisions.append(Decision("PrometheusUnreachable", message, warning=True))
+        elif was is not None:
+            plan.decisions.append(Decision("PrometheusReachable", "every query succeeded"))
 
 
 def reject_spec(status: ModelDeploymentStatus, error: Exception, now: datetime, generation: int) -> Plan:

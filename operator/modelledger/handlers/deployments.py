@@ -169,7 +169,7 @@ async def reconcile_once(
         now=at,
         spec_actor=actors.last_writer(meta.get("managedFields"), ("spec", "version")) or "unknown",
         rules=evaluation.statuses if evaluation else None,
-        breach=evaluation.breach if evaluation else None,
+        query_errors=evaluation.query_errors if evaluation else None,
     )
     plan = reconcile(situation)
     if not await _write_and_report(namespace, name, raw, old_status, plan):

@@ -18,7 +18,7 @@ from modelledger.adapters.prometheus import PrometheusAdapter
 from modelledger.api import ModelDeploymentSpec, ModelDeploymentStatus, ModelVersion, RuleState, RuleStatus
 from modelledger.core import history, promql
 from modelledger.core.reconcile import Decision
-from modelledger.core.rules import Breach, QueryError, Sample, evaluate, verdict
+from modelledger.core.rules import QueryError, Sample, evaluate
 from modelledger.handlers.context import OperatorConfig
 
 METRICS = OperatorMetrics()
@@ -51,7 +51,7 @@ def record_serving(namespace: str, name: str, status: ModelDeploymentStatus) -> 
 @dataclass(frozen=True)
 class Evaluation:
     statuses: list[RuleStatus]
-    breach: Breach | None
+    query_errors: dict[str, str]
 
 
 class RuleRunner:
@@ -117,4 +117,7 @@ class RuleRunner:
                 self.next_due = min(
                     self.next_due, max(now, state.since + rule.for_) + timedelta(milliseconds=50)
                 )
-        return Evaluation(statuses, verdict(rules, statuses, queries).breach)
+        errors = {
+            rule.name: s.message for rule, s in zip(rules, samples, strict=True) if isinstance(s, QueryError)
+        }
+        return Evaluation(statuses, errors)

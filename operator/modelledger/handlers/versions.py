@@ -14,7 +14,7 @@ import kopf
 import structlog
 from pydantic import ValidationError
 
-from modelledger.adapters import kube
+from modelledger.adapters import audit, kube
 from modelledger.api import Condition, ConditionStatus, ModelVersion, ModelVersionPhase, ModelVersionStatus
 from modelledger.api.common import API_VERSION, GROUP, VERSION
 from modelledger.api.modelversion import short_digest
@@ -163,9 +163,7 @@ async def guard_deletion(
 ) -> None:
     users = _users(version_users, namespace, name)
     if not users:
-        log.info(
-            "ModelVersion deleted", audit=True, action="VersionDeleted", namespace=namespace, version=name
-        )
+        audit.record_version_event("VersionDeleted", namespace, name, f"{name} deleted: no history names it")
         return
     message = f"deletion of {name} blocked: the history of {', '.join(users)} names it"
     await _sync_status(dict(body), users, blocked=True)
@@ -174,12 +172,5 @@ async def guard_deletion(
         await asyncio.to_thread(kube.post_event, ref, "DeletionBlocked", message, warning=True)
     except kube.ApiException as error:
         log.warning("event not posted", reason="DeletionBlocked", error=str(error))
-    log.warning(
-        "DeletionBlocked",
-        audit=True,
-        action="DeletionBlocked",
-        namespace=namespace,
-        version=name,
-        used_by=users,
-    )
+    audit.record_version_event("DeletionBlocked", namespace, name, message, warning=True)
     raise kopf.TemporaryError(message, delay=BLOCKED_RETRY)

@@ -1,0 +1,235 @@
+"""The compliance report's JSON schema (`modelledger.report/v1`), as pydantic models.
+
+This is a published contract for catalogue ingestion (Collibra, Alation): fields are only added within
+a major version; a removal or change of meaning bumps `schema`. `modelledger report --json-schema`
+prints the JSON Schema generated from these models, and docs/report-schema.json holds a copy.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+SchemaVersion = Literal["modelledger.report/v1"]
+REPORT_SCHEMA: SchemaVersion = "modelledger.report/v1"
+
+Source = Literal["status", "auditLog", "event"]
+
+
+class ReportModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        serialize_by_alias=True,
+        use_attribute_docstrings=True,
+        extra="forbid",
+    )
+
+
+class Window(ReportModel):
+    since: datetime | None = None
+    """The start of the reported range; null: from the first known revision."""
+    until: datetime
+    """The end of the reported range (the report's time when not given)."""
+
+
+class PinnedDigests(ReportModel):
+    artifact_digest: str
+    image: str
+    components: dict[str, str] = Field(default_factory=dict)
+    """Component name → digest."""
+
+
+class DatasetRef(ReportModel):
+    name: str
+    uri: str
+    digest: str
+
+
+class ComponentRef(ReportModel):
+    name: str
+    uri: str
+    digest: str
+
+
+class VersionRecord(ReportModel):
+    """A ModelVersion named by the deployment: what was served, and where it came from."""
+
+    name: str
+    found: bool
+    """False when the ModelVersion no longer exists; only its pinned digests (from history) remain."""
+    model_name: str | None = None
+    version: str | None = None
+    artifact_uri: str | None = None
+    artifact_digest: str | None = None
+    artifact_format: str | None = None
+    image: str | None = None
+    components: list[ComponentRef] = Field(default_factory=list)
+    code_repository: str | None = None
+    code_commit: str | None = None
+    datasets: list[DatasetRef] = Field(default_factory=list)
+    training_run: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    hyperparameters: dict[str, str] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    revoked: bool = False
+    revocation_reason: str | None = None
+
+
+class ServedInterval(ReportModel):
+    """Revision `revision` served `version` from `start` until `end` (null: still serving, or unknown)."""
+
+    revision: int
+    version: str
+    start: datetime
+    end: datetime | None = None
+    end_known: bool = True
+    """False when the next revision was pruned from the status and no audit log supplied it."""
+    cause: str
+    actor: str
+    stable: bool
+    digests: PinnedDigests | None = None
+    source: Source
+
+
+class Change(ReportModel):
+    """One revision: a change of what serves, with who, why and the evidence."""
+
+    revision: int
+    at: datetime
+    version: str
+    previous_version: str | None = None
+    previous_revision: int | None = None
+    cause: str
+    actor: str
+    reason: str = ""
+    rule: str | None = None
+    evidence: dict[str, Any] | None = None
+    request_id: str | None = None
+    digests: PinnedDigests | None = None
+    hash: str
+    prev_hash: str
+    source: Source
+
+
+class StableMarking(ReportModel):
+    revision: int
+    version: str | None = None
+    at: datetime | None = None
+    """When it was marked; null when only the status's `stable` flag says so."""
+    actor: str | None = None
+    """`modelledger/bake` after the bake time, or the person who ran `mark-stable`."""
+    message: str = ""
+    source: Source
+
+
+class Quarantine(ReportModel):
+    version: str
+    at: datetime
+    revision: int
+    """The revision that rolled back from it."""
+    cause: str
+    actor: str
+    lifted_at: datetime | None = None
+    lifted_by: str | None = None
+    current: bool
+    """Still quarantined now."""
+
+
+class Revocation(ReportModel):
+    version: str
+    reason: str
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+    """The field manager that set `spec.revoked`."""
+    rollback_revision: int | None = None
+    """The Revocation revision that rolled this deployment back, if it was serving."""
+
+
+class EventRecord(ReportModel):
+    object_kind: str
+    object_name: str
+    reason: str
+    type: str
+    message: str
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    count: int = 1
+
+
+class ChainCheck(ReportModel):
+    ok: bool
+    revision: int | None = None
+    line: int | None = None
+    problem: str | None = None
+
+
+class Verification(ReportModel):
+    history: ChainCheck
+    """The status history's own hash chain."""
+    audit_log: ChainCheck | None = None
+    """The status history against the entries the audit log recorded (null without a log)."""
+
+
+class ServedAt(ReportModel):
+    """The answer to `--at T`: what served at that instant."""
+
+    at: datetime
+    known: bool
+    """False when T falls where revisions were pruned (pass the audit log) or before any record."""
+    revision: int | None = None
+    version: str | None = None
+    stable: bool | None = None
+
+
+class DeploymentReport(ReportModel):
+    namespace: str
+    name: str
+    model_name: str
+    phase: str | None = None
+    desired_version: str
+    serving_version: str | None = None
+    current_revision: int | None = None
+    stable_revision: int | None = None
+    quarantined: list[str] = Field(default_factory=list)
+    history_complete: bool
+    """True when every revision since the first is known (from the status or the audit log)."""
+    served_at: ServedAt | None = None
+    timeline: list[ServedInterval]
+    changes: list[Change]
+    stable_markings: list[StableMarking]
+    quarantines: list[Quarantine]
+    revocations: list[Revocation]
+    versions: list[VersionRecord]
+    events: list[EventRecord]
+    verification: Verification
+
+
+class AuditLogCheck(ReportModel):
+    path: str
+    records: int
+    ok: bool
+    line: int | None = None
+    problem: str | None = None
+
+
+class Report(ReportModel):
+    schema_: SchemaVersion = Field(default=REPORT_SCHEMA, alias="schema")
+    generated_at: datetime
+    generated_by: str
+    namespace: str
+    deployment: str | None = None
+    """The one deployment reported, or null for every deployment in the namespace."""
+    window: Window
+    at: datetime | None = None
+    deployments: list[DeploymentReport]
+    audit_log: AuditLogCheck | None = None
+
+    @property
+    def ok(self) -> bool:
+        chains = [d.verification.history.ok for d in self.deployments]
+        chains += [d.verification.audit_log.ok for d in self.deployments if d.verification.audit_log]
+        return all(chains) and (self.audit_log is None or self.audit_log.ok)
