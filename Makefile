@@ -46,8 +46,9 @@ integration: setup  ## tests against the real local plane and a real Prometheus
 test: setup lint  ## lint + unit + integration: what .ci/run calls
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
-crds: venv  ## regenerate crds/ and docs/api.md from the pydantic models
+crds: venv  ## regenerate crds/ and docs/api.md from the pydantic models (and the chart's copy)
 	$(BIN)/modelledger crds --output-dir crds
+	cp crds/modeldeployments.yaml crds/modelversions.yaml charts/modelledger/crds/
 
 cluster-up: setup  ## start the plane + Prometheus in the background; the last line is the kubeconfig path
 	@$(BIN)/modelledger-plane up

@@ -138,7 +138,7 @@ def test_explain_reads_the_descriptions(plane: ClusterAccess, installed_crds: An
     assert "64 lower-case hex digits" in text
     assert "<string> -required-" in text
     rule = " ".join(plane.kubectl("explain", "modeldeployment.spec.rollback.rules.onNoData").stdout.split())
-    assert "What an empty result counts as" in rule
+    assert "What an empty result (or only NaN/±Inf) counts as" in rule
 
 
 @pytest.mark.parametrize("case", MALFORMED, ids=lambda case: case.id)

@@ -1,0 +1,444 @@
+"""The Helm chart on the real plane: lint, server-side dry run, schema failures, and least privilege.
+
+The operator image cannot run here (no container runtime: kwok fakes the kubelets), so the chart is
+installed with replicaCount 0 and the operator runs as a local process under the chart's ServiceAccount
+token: a full deploy → breach → automatic rollback with only the chart's RBAC proves it is enough.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelledger.testing.access import ClusterAccess
+from modelledger.testing.binaries import Binaries
+from modelledger.testing.processes import free_port
+from modelledger.testing.prometheus import PrometheusServer
+from tests.conftest import Exporter
+from tests.fixtures.health import capture, health
+from tests.helpers import eventually
+from tests.integration.test_operator import (
+    V132,
+    V140,
+    apply,
+    get,
+    model_deployment,
+    status,
+    versions,
+    wait_phase,
+    wait_served,
+)
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "modelledger"
+RELEASE = "modelledger"
+PEERING = "modelledger-test"
+ERROR_RULE = {
+    "name": "error-rate",
+    "query": 'max(test_error_rate{namespace="{{namespace}}",deployment="{{deployment}}"})',
+    "comparator": ">",
+    "threshold": 0.5,
+    "for": "1s",
+}
+
+
+def helm(plane: ClusterAccess, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(Binaries.locate().helm), "--kubeconfig", str(plane.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def set_args(values: dict[str, str]) -> list[str]:
+    return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+
+
+# --- lint, template, dry run -----------------------------------------------------------------------
+
+VALUE_SETS = {
+    "defaults": {},
+    "ha-namespaced": {
+        "replicaCount": "2",
+        "peering.enabled": "true",
+        "prometheus.url": "https://prometheus.monitoring:9090",
+        "prometheus.bearerToken.secretName": "prometheus-token",
+        "prometheus.ca.configMapName": "prometheus-ca",
+        "auditLog.enabled": "true",
+        "dashboard.enabled": "true",
+        "metrics.serviceMonitor.enabled": "true",
+        "metrics.prometheusRule.enabled": "true",
+        "rbac.groupBindings[0].role": "release-manager",
+        "rbac.groupBindings[0].group": "oidc:ml-release-managers",
+    },
+    "ha-clusterwide": {"replicaCount": "3", "peering.enabled": "true", "rbac.userRoles.create": "false"},
+}
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_lint_and_template_pass_a_server_side_dry_run(
+    plane: ClusterAccess, namespace: str, installed_crds: object, values: dict[str, str]
+) -> None:
+    if values.get("rbac.groupBindings[0].role"):
+        values = {**values, "rbac.groupBindings[0].namespaces[0]": namespace}
+    if values.get("replicaCount") == "2":
+        values = {**values, "watchNamespaces[0]": namespace}
+    # The peering objects need Kopf's CRDs to exist for a dry run (helm install creates them first).
+    plane.kubectl("apply", "--server-side", "-f", str(CHART / "crds" / "kopf-peerings.yaml"))
+    plane.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=60s")
+    plane.kubectl("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev", "--timeout=60s")
+    linted = helm(plane, "lint", "--strict", str(CHART), *set_args(values))
+    assert "0 chart(s) failed" in linted.stdout
+    args = ("template", RELEASE, str(CHART), "-n", namespace, "--include-crds", *set_args(values))
+    rendered = helm(plane, *args).stdout
+    kinds = [doc["kind"] for doc in yaml.safe_load_all(rendered) if doc]
+    assert {"CustomResourceDefinition", "Deployment", "ClusterRole"} <= set(kinds)
+    # Server-side, as ArgoCD's ServerSideApply=true does; forced because the session's CRDs were applied
+    # by another field manager.
+    dry = plane.kubectl(
+        "apply", "--dry-run=server", "--server-side", "--force-conflicts", "--field-manager=chart-test",
+        "-n", namespace, "-f", "-", input=rendered,
+    )  # fmt: skip
+    assert dry.stdout.count("(server dry run)") == len(kinds)
+
+
+def render(*args: str) -> list[dict[str, Any]]:
+    rendered = subprocess.run(
+        [str(Binaries.locate().helm), "template", RELEASE, str(CHART), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+def test_the_deployment_is_locked_down() -> None:
+    docs = render()
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = pod["containers"][0]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
+    rules = [
+        rule
+        for doc in docs
+        if doc["kind"] == "ClusterRole" and doc["metadata"]["name"].startswith(RELEASE)
+        for rule in doc["rules"]
+    ]
+    assert not [r for r in rules if "secrets" in r["resources"] or "*" in r["resources"] + r["verbs"]]
+
+
+def test_monitoring_objects_only_where_the_prometheus_operator_is() -> None:
+    wanted = ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.prometheusRule.enabled=true"]
+    without = {d["kind"] for d in render(*wanted)}
+    assert not without & {"ServiceMonitor", "PrometheusRule"}
+    apis = ["--api-versions", "monitoring.coreos.com/v1/ServiceMonitor"]
+    apis += ["--api-versions", "monitoring.coreos.com/v1/PrometheusRule"]
+    docs = render(*wanted, *apis, "--set", "dashboard.enabled=true")
+    by_kind = {d["kind"]: d for d in docs}
+    assert by_kind["ServiceMonitor"]["spec"]["endpoints"][0]["port"] == "metrics"
+    alerts = {r["alert"] for r in by_kind["PrometheusRule"]["spec"]["groups"][0]["rules"]}
+    assert "ModelledgerRollback" in alerts
+    dashboard = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("dashboard")
+    )
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["modelledger.json"])["uid"] == "modelledger-overview"
+
+
+# --- bad values --------------------------------------------------------------------------------------
+
+BAD_VALUES = {
+    "wrong-type": ({"replicaCount": "two"}, "at '/replicaCount': got string, want integer"),
+    "unknown-key": ({"replicas": "2"}, "additional properties 'replicas' not allowed"),
+    "unknown-nested-key": ({"prometheus.token": "abc"}, "additional properties 'token' not allowed"),
+    "bad-enum": ({"logLevel": "LOUD"}, "logLevel"),
+    "glob-namespace": ({"watchNamespaces[0]": "ml-*"}, "watchNamespaces"),
+    "ha-without-peering": ({"replicaCount": "2"}, "replicaCount > 1 needs peering.enabled=true"),
+}
+
+
+@pytest.mark.parametrize(("values", "message"), BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_bad_values_fail_with_a_clear_message(
+    plane: ClusterAccess, namespace: str, values: dict[str, str], message: str
+) -> None:
+    args = set_args(values)
+    installed = helm(
+        plane, "install", "bad", str(CHART), "-n", namespace, "--dry-run=server", *args, check=False
+    )
+    assert installed.returncode != 0
+    assert message in installed.stderr, installed.stderr
+    # `helm lint` reports a template's fail() only as INFO, so check `helm template` (what GitOps runs).
+    rendered = helm(plane, "template", "bad", str(CHART), *args, check=False)
+    assert rendered.returncode != 0
+    assert message in rendered.stderr, rendered.stderr
+
+
+# --- least privilege: install, then run the operator as the chart's ServiceAccount -------------------
+
+
+@pytest.fixture
+def release(
+    plane: ClusterAccess, namespace: str, installed_crds: object, prometheus: PrometheusServer
+) -> Iterator[str]:
+    """The chart installed (replicaCount 0) in a namespace of its own that it yields, watching `namespace`."""
+    operator_ns = f"modelledger-{uuid.uuid4().hex[:6]}"
+    values = {
+        "replicaCount": "0",
+        "peering.enabled": "true",
+        "peering.name": PEERING,
+        "watchNamespaces[0]": namespace,
+        "prometheus.url": prometheus.url,
+        "rbac.groupBindings[0].role": "viewer",
+        "rbac.groupBindings[0].group": "oidc:ml-viewers",
+        "rbac.groupBindings[0].namespaces[0]": namespace,
+        "rbac.groupBindings[1].role": "editor",
+        "rbac.groupBindings[1].group": "oidc:ml-engineers",
+        "rbac.groupBindings[1].namespaces[0]": namespace,
+        "rbac.groupBindings[2].role": "release-manager",
+        "rbac.groupBindings[2].group": "oidc:ml-release-managers",
+        "rbac.groupBindings[2].namespaces[0]": namespace,
+    }
+    helm(plane, "install", RELEASE, str(CHART), "-n", operator_ns, "--create-namespace", *set_args(values))
+    try:
+        yield operator_ns
+    finally:
+        helm(plane, "uninstall", RELEASE, "-n", operator_ns, "--wait", "--timeout=60s", check=False)
+        plane.kubectl("delete", "namespace", operator_ns, "--wait=false", check=False)
+
+
+def service_account_kubeconfig(plane: ClusterAccess, operator_ns: str, path: Path) -> ClusterAccess:
+    """A kubeconfig that authenticates as the chart's ServiceAccount (a bound token, as in a pod)."""
+    token = plane.kubectl("create", "token", RELEASE, "-n", operator_ns, "--duration=1h").stdout.strip()
+    admin = yaml.safe_load(plane.kubeconfig.read_text())
+    cluster = admin["clusters"][0]
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [cluster],
+                "users": [{"name": "operator", "user": {"token": token}}],
+                "contexts": [
+                    {"name": "operator", "context": {"cluster": cluster["name"], "user": "operator"}}
+                ],
+                "current-context": "operator",
+            }
+        )
+    )
+    return ClusterAccess(path)
+
+
+class SandboxedOperator:
+    """`modelledger run` as the chart's pod would run it (namespaced, peering), with a token kubeconfig."""
+
+    def __init__(self, access: ClusterAccess, namespace: str, prometheus_url: str, log: Path) -> None:
+        self.log = log
+        liveness = free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "modelledger.cli.main",
+            "run",
+            f"--namespace={namespace}",
+            f"--peering={PEERING}",
+            f"--liveness=http://127.0.0.1:{liveness}/healthz",
+            f"--metrics-address=127.0.0.1:{free_port()}",
+            f"--prometheus-url={prometheus_url}",
+        ]
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=access.env())
+
+        def live() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"operator exited {self.process.returncode}:\n{self.text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{liveness}/healthz", timeout=1) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        eventually(live, 60, "operator liveness")
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def forbidden(self) -> list[str]:
+        # Kopf logs APIForbiddenError / "Not enough permissions"; the kubernetes client "(403)".
+        signs = ("forbidden", "(403)", "not enough permissions")
+        return [line for line in self.text().splitlines() if any(s in line.lower() for s in signs)]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def can_i(plane: ClusterAccess, namespace: str, *args: str) -> bool:
+    result = plane.kubectl("auth", "can-i", *args, "-n", namespace, check=False)
+    assert result.stdout.strip() in ("yes", "no"), result.stdout + result.stderr
+    return result.stdout.strip() == "yes"
+
+
+def test_roles_separate_rollback_requests_and_keep_secrets_out_of_reach(
+    plane: ClusterAccess, namespace: str, release: str
+) -> None:
+    operator = f"--as=system:serviceaccount:{release}:{RELEASE}"
+    for ns in (namespace, release, "default", "kube-system"):
+        assert not can_i(plane, ns, "get", "secrets", operator), f"operator reads Secrets in {ns}"
+        assert not can_i(plane, ns, "list", "secrets", operator), f"operator lists Secrets in {ns}"
+    assert not can_i(plane, "default", "list", "modeldeployments.modelledger.io", operator), "unwatched ns"
+    assert can_i(
+        plane, namespace, "patch", "modeldeployments.modelledger.io", "--subresource=status", operator
+    )
+
+    def person(group: str) -> tuple[str, str]:
+        return ("--as=someone@example.com", f"--as-group={group}")
+
+    request = ("patch", "modeldeployments.modelledger.io", "--subresource=status")
+    viewer, editor, manager = (
+        person("oidc:ml-viewers"),
+        person("oidc:ml-engineers"),
+        person("oidc:ml-release-managers"),
+    )
+    assert can_i(plane, namespace, "list", "modeldeployments.modelledger.io", *viewer)
+    assert not can_i(plane, namespace, *request, *viewer), "a viewer must not request a rollback"
+    assert not can_i(plane, namespace, "patch", "modeldeployments.modelledger.io", *viewer)
+    assert can_i(plane, namespace, "patch", "modeldeployments.modelledger.io", *editor)
+    assert not can_i(plane, namespace, *request, *editor), "an editor must not request a rollback"
+    assert can_i(plane, namespace, *request, *manager), "a release manager requests rollbacks"
+    assert not can_i(plane, namespace, "patch", "modeldeployments.modelledger.io", *manager)
+    assert not can_i(plane, "default", *request, *manager), "bound in its namespaces only"
+    # Aggregated into the built-in roles: a namespace `view` binding shows models too.
+    assert "modeldeployments" in plane.kubectl("get", "clusterrole", "view", "-o", "json").stdout
+
+
+def phase_object(plane: ClusterAccess, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    return get(plane, namespace, kind, name)
+
+
+def check_health(
+    plane: ClusterAccess, namespace: str, kind: str, name: str, fixture: str, expected: str
+) -> dict[str, str]:
+    """The Lua health of the live object, and the object captured as a fixture when asked to."""
+    obj = phase_object(plane, namespace, kind, name)
+    capture(fixture, obj)
+    verdict = health(obj)
+    assert verdict["status"] == expected, (fixture, verdict, obj.get("status"))
+    return verdict
+
+
+def test_the_charts_rbac_is_enough_for_an_automatic_rollback(
+    plane: ClusterAccess,
+    namespace: str,
+    release: str,
+    prometheus: PrometheusServer,
+    exporter: Exporter,
+    tmp_path: Path,
+) -> None:
+    access = service_account_kubeconfig(plane, release, tmp_path / "operator.kubeconfig")
+    errors = exporter.gauge("test_error_rate", "errors per request", ("namespace", "deployment"))
+    errors.labels(namespace, "fraud-detector").set(0.0)
+    prometheus.wait_for_target(exporter.name, timeout=30)
+    operator = SandboxedOperator(access, namespace, prometheus.url, tmp_path / "operator.log")
+    try:
+        _deploy_breach_rollback(plane, namespace, errors)
+        _other_phases(plane, namespace)
+    except BaseException:
+        sys.stderr.write(operator.text()[-6000:])
+        raise
+    finally:
+        operator.stop()
+    assert operator.forbidden() == [], "the chart's ClusterRole misses a permission"
+    peers = json.loads(plane.kubectl("get", "kopfpeering", PEERING, "-n", namespace, "-o", "json").stdout)
+    assert "status" in peers, "the operator never announced itself in the KopfPeering"
+
+
+def with_rule(document: dict[str, Any]) -> dict[str, Any]:
+    document["spec"]["rollback"]["rules"] = [ERROR_RULE]
+    return document
+
+
+def _deploy_breach_rollback(plane: ClusterAccess, namespace: str, errors: Any) -> None:
+    versions(plane, namespace)
+    apply(plane, namespace, with_rule(model_deployment(V132, bake="2s")))
+    eventually(lambda: status(plane, namespace).stable_revision == 1, 60, "revision 1 stable")
+    check_health(plane, namespace, "mv", V132, "modelversion-available", "Healthy")
+    apply(plane, namespace, with_rule(model_deployment(V140, bake="1h")))
+    wait_served(plane, namespace, V140, 2, timeout=60)
+    wait_phase(plane, namespace, "Healthy", timeout=60)
+    check_health(plane, namespace, "mdep", "fraud-detector", "modeldeployment-healthy", "Healthy")
+
+    errors.labels(namespace, "fraud-detector").set(1.0)
+
+    def rolled_back() -> bool:
+        return any(e.cause.value == "AutomaticRollback" for e in status(plane, namespace).history)
+
+    eventually(rolled_back, 90, "an AutomaticRollback history entry")
+    st = wait_phase(plane, namespace, "RolledBack", timeout=60)
+    top = st.history[0]
+    assert (top.cause.value, top.version, top.rule) == ("AutomaticRollback", V132, "error-rate")
+    assert st.quarantined == [V140]
+    wait_served(plane, namespace, V132, top.revision, timeout=60)
+    check_health(plane, namespace, "mdep", "fraud-detector", "modeldeployment-rolledback", "Degraded")
+
+
+def _other_phases(plane: ClusterAccess, namespace: str) -> None:
+    # Failed: the named version does not exist.
+    missing = model_deployment("fraud-detector-9-9-9")
+    missing["metadata"]["name"] = "missing-version"
+    apply(plane, namespace, missing)
+    eventually(lambda: _phase(plane, namespace, "missing-version") == "Failed", 60, "phase Failed")
+    check_health(plane, namespace, "mdep", "missing-version", "modeldeployment-failed", "Degraded")
+
+    # Progressing: pods that no node accepts never become available.
+    pending = model_deployment(V132)
+    pending["metadata"]["name"] = "unschedulable"
+    pending["spec"]["template"] = {"nodeSelector": {"modelledger.io/no-such-node": "true"}}
+    apply(plane, namespace, pending)
+    eventually(lambda: _phase(plane, namespace, "unschedulable") == "Progressing", 60, "phase Progressing")
+    check_health(plane, namespace, "mdep", "unschedulable", "modeldeployment-progressing", "Progressing")
+
+    # Degraded: the served version is revoked and no stable, non-revoked revision is left.
+    plane.kubectl(
+        "patch", "-n", namespace, "mv", V132, "--type=merge",
+        "-p", '{"spec":{"revoked":true,"revocationReason":"failed the fairness audit"}}',
+    )  # fmt: skip
+    wait_phase(plane, namespace, "Degraded", timeout=60)
+    check_health(plane, namespace, "mdep", "fraud-detector", "modeldeployment-degraded", "Degraded")
+    eventually(
+        lambda: get(plane, namespace, "mv", V132).get("status", {}).get("phase") == "Revoked", 30, "Revoked"
+    )
+    check_health(plane, namespace, "mv", V132, "modelversion-revoked", "Suspended")
+
+
+def _phase(plane: ClusterAccess, namespace: str, name: str) -> str | None:
+    phase: str | None = (get(plane, namespace, "mdep", name).get("status") or {}).get("phase")
+    return phase
