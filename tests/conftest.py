@@ -20,6 +20,7 @@ from modelledger.testing.plane import LocalPlane
 from modelledger.testing.processes import free_port
 from modelledger.testing.prometheus import PrometheusServer
 from tests.helpers import eventually
+from tests.operator_process import OperatorProcess, operator_process
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CRD_NAMES = [f"{kind.plural}.{GROUP}" for kind in KINDS]
@@ -155,3 +156,20 @@ def exporter(prometheus: PrometheusServer) -> Iterator[Exporter]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def operator(
+    plane: ClusterAccess, namespace: str, installed_crds: object, tmp_path: Path, prometheus: PrometheusServer
+) -> Iterator[OperatorProcess]:
+    """`modelledger run` as a process, watching the test's namespace (start it with `.start()`)."""
+    yield from operator_process(plane, namespace, tmp_path, prometheus_url=prometheus.url)
+
+
+@pytest.fixture
+def error_rate(exporter: Exporter, namespace: str, prometheus: PrometheusServer) -> Gauge:
+    """`test_error_rate{namespace, deployment="fraud-detector"}` at 0, already scraped by Prometheus."""
+    gauge = exporter.gauge("test_error_rate", "errors per request", ("namespace", "deployment"))
+    gauge.labels(namespace=namespace, deployment="fraud-detector").set(0.0)
+    prometheus.wait_for_target(exporter.name)
+    return gauge

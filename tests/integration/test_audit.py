@@ -5,21 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from modelledger.testing.access import ClusterAccess
-from tests.integration.test_operator import cli, healthy_stable_then_upgraded
-from tests.operator_process import OperatorProcess, operator_process
-
-
-@pytest.fixture
-def operator(
-    plane: ClusterAccess, namespace: str, installed_crds: object, tmp_path: Path
-) -> Iterator[OperatorProcess]:
-    yield from operator_process(plane, namespace, tmp_path)
+from tests.operator_process import OperatorProcess
+from tests.scenario import cli, healthy_stable_then_upgraded
 
 
 def verify(plane: ClusterAccess, *args: str) -> subprocess.CompletedProcess[str]:

@@ -27,12 +27,13 @@ from modelledger.testing.prometheus import PrometheusServer
 from tests.conftest import Exporter
 from tests.fixtures.health import capture, health
 from tests.helpers import eventually
-from tests.integration.test_operator import (
+from tests.scenario import (
     V132,
     V140,
     apply,
     get,
     model_deployment,
+    revoke,
     status,
     versions,
     wait_phase,
@@ -427,10 +428,7 @@ def _other_phases(plane: ClusterAccess, namespace: str) -> None:
     check_health(plane, namespace, "mdep", "unschedulable", "modeldeployment-progressing", "Progressing")
 
     # Degraded: the served version is revoked and no stable, non-revoked revision is left.
-    plane.kubectl(
-        "patch", "-n", namespace, "mv", V132, "--type=merge",
-        "-p", '{"spec":{"revoked":true,"revocationReason":"failed the fairness audit"}}',
-    )  # fmt: skip
+    revoke(plane, namespace, V132, "failed the fairness audit")
     wait_phase(plane, namespace, "Degraded", timeout=60)
     check_health(plane, namespace, "mdep", "fraud-detector", "modeldeployment-degraded", "Degraded")
     eventually(

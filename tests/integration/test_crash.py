@@ -6,28 +6,17 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from prometheus_client import Gauge
 
 from modelledger.core import history
 from modelledger.testing.access import ClusterAccess
-from modelledger.testing.prometheus import PrometheusServer
 from tests.helpers import eventually
-from tests.integration.test_operator import V132, V140, cli, served_revision, status, wait_served
-from tests.integration.test_rules import error_rate, stable_then_upgraded  # noqa: F401  (fixture)
-from tests.operator_process import OperatorProcess, operator_process
+from tests.operator_process import OperatorProcess
+from tests.scenario import V132, V140, cli, served_revision, stable_then_upgraded, status, wait_served
 
 POINTS = ["after-status-write", "after-workload-patch"]
-
-
-@pytest.fixture
-def operator(
-    plane: ClusterAccess, namespace: str, installed_crds: object, tmp_path: Path, prometheus: PrometheusServer
-) -> Iterator[OperatorProcess]:
-    yield from operator_process(plane, namespace, tmp_path, prometheus_url=prometheus.url)
 
 
 def crash_then_recover(
@@ -62,7 +51,7 @@ def test_manual_rollback_survives_kill_9(
     plane: ClusterAccess,
     namespace: str,
     operator: OperatorProcess,
-    error_rate: Gauge,  # noqa: F811
+    error_rate: Gauge,
     point: str,
     attempt: int,
 ) -> None:
@@ -94,7 +83,7 @@ def test_automatic_rollback_survives_kill_9(
     plane: ClusterAccess,
     namespace: str,
     operator: OperatorProcess,
-    error_rate: Gauge,  # noqa: F811
+    error_rate: Gauge,
     point: str,
     attempt: int,
 ) -> None:

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,21 +18,20 @@ from PIL import Image
 from prometheus_client import Gauge
 
 from modelledger.testing.access import ClusterAccess
-from modelledger.testing.prometheus import PrometheusServer
-from tests.conftest import Exporter
 from tests.helpers import eventually
-from tests.integration.test_operator import (
+from tests.operator_process import OperatorProcess
+from tests.scenario import (
     V132,
     V140,
     apply,
     cli,
     model_deployment,
+    revoke,
     status,
     versions,
     wait_phase,
     wait_served,
 )
-from tests.operator_process import OperatorProcess, operator_process
 
 VENV_BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
 QUERY = 'max(test_error_rate{deployment="{{deployment}}", namespace="{{namespace}}"})'
@@ -47,21 +45,6 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-@pytest.fixture
-def operator(
-    plane: ClusterAccess, namespace: str, installed_crds: object, tmp_path: Path, prometheus: PrometheusServer
-) -> Iterator[OperatorProcess]:
-    yield from operator_process(plane, namespace, tmp_path, prometheus_url=prometheus.url)
-
-
-@pytest.fixture
-def error_rate(exporter: Exporter, namespace: str, prometheus: PrometheusServer) -> Gauge:
-    gauge = exporter.gauge("test_error_rate", "errors per request", ("namespace", "deployment"))
-    gauge.labels(namespace=namespace, deployment="fraud-detector").set(0.0)
-    prometheus.wait_for_target(exporter.name)
-    return gauge
 
 
 def with_rule(version: str, bake: str) -> dict[str, Any]:
@@ -110,16 +93,7 @@ def scripted_scenario(plane: ClusterAccess, namespace: str, error_rate: Gauge) -
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     wait_served(plane, namespace, V140, 4)
 
-    plane.kubectl(
-        "patch",
-        "-n",
-        namespace,
-        "mv",
-        V140,
-        "--type=merge",
-        "-p",
-        '{"spec":{"revoked":true,"revocationReason":"failed the fairness audit"}}',
-    )
+    revoke(plane, namespace, V140, "failed the fairness audit")
     wait_served(plane, namespace, V132, 5)
 
 
@@ -250,9 +224,11 @@ def the_plugin_works_through_kubectl(plane: ClusterAccess, namespace: str, log: 
     assert json.loads(served.stdout)["deployments"][0]["currentRevision"] == 5
     stable = plugin(plane, "-n", namespace, "mark-stable", "fraud-detector", "--reason", "re-validated")
     assert stable.returncode == 0, stable.stdout + stable.stderr
+    # The desired version is revoked: lifting its quarantine would serve a revoked model.
     retry = plugin(plane, "-n", namespace, "retry", "fraud-detector", "--reason", "after the audit")
-    assert retry.returncode == 0, retry.stdout + retry.stderr
-    assert "Applied" in retry.stdout
+    assert retry.returncode == 1, retry.stdout + retry.stderr
+    assert "Rejected" in retry.stdout
+    assert "revoked" in retry.stdout
 
     unknown = plugin(plane, "-n", namespace, "history", "nope")
     assert unknown.returncode == 2

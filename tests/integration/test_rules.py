@@ -16,64 +16,23 @@ from modelledger.testing.access import ClusterAccess
 from modelledger.testing.prometheus import PrometheusServer
 from tests.conftest import Exporter
 from tests.helpers import eventually
-from tests.integration.test_operator import (
+from tests.operator_process import OperatorProcess
+from tests.scenario import (
     V132,
     V140,
     apply,
     cli,
     events,
     example,
-    model_deployment,
+    rolled_back,
     served_revision,
+    stable_then_upgraded,
     status,
     versions,
     wait_phase,
     wait_served,
+    with_rules,
 )
-from tests.operator_process import OperatorProcess, operator_process
-
-QUERY = 'max(test_error_rate{namespace="{{namespace}}",deployment="{{deployment}}"})'
-
-
-@pytest.fixture
-def operator(
-    plane: ClusterAccess, namespace: str, installed_crds: object, tmp_path: Path, prometheus: PrometheusServer
-) -> Iterator[OperatorProcess]:
-    yield from operator_process(plane, namespace, tmp_path, prometheus_url=prometheus.url)
-
-
-@pytest.fixture
-def error_rate(exporter: Exporter, namespace: str, prometheus: PrometheusServer) -> Gauge:
-    gauge = exporter.gauge("test_error_rate", "errors per request", ("namespace", "deployment"))
-    gauge.labels(namespace=namespace, deployment="fraud-detector").set(0.0)
-    prometheus.wait_for_target(exporter.name)
-    return gauge
-
-
-def with_rules(
-    version: str, *, bake: str = "2s", interval: str = "1s", cooldown: str = "5m", **rule: Any
-) -> dict[str, Any]:
-    document = model_deployment(version, bake=bake)
-    document["spec"]["rollback"] = {
-        "interval": interval,
-        "cooldown": cooldown,
-        "rules": [
-            {"name": "error-rate", "query": QUERY, "comparator": ">", "threshold": 0.5, "for": "2s", **rule}
-        ],
-    }
-    return document
-
-
-def stable_then_upgraded(plane: ClusterAccess, namespace: str, **rule: Any) -> None:
-    versions(plane, namespace)
-    apply(plane, namespace, with_rules(V132, **rule))
-    eventually(lambda: status(plane, namespace).stable_revision == 1, 30, "1.3.2 stable with rules passing")
-    apply(plane, namespace, with_rules(V140, bake="1h", **rule))
-    wait_served(plane, namespace, V140, 2)
-
-
-def rolled_back(plane: ClusterAccess, namespace: str) -> bool:
-    return served_revision(plane, namespace) == (V132, "3")
 
 
 def test_breach_rolls_back_to_stable_with_evidence(
