@@ -57,7 +57,7 @@ cluster-down: venv  ## stop what cluster-up started
 	@$(BIN)/modelledger-plane down
 
 demo: setup  ## the demo on the local plane, set up and torn down
-	@bash hack/demo.sh
+	@$(BIN)/python hack/demo.py
 
 kind-demo: venv  ## with Docker + kind: kind cluster, image, helm install, a rollback (cluster kept)
 	@bash deploy/kind/demo.sh

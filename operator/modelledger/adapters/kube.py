@@ -70,27 +70,18 @@ def write_status(
 def apply(manifest: dict[str, Any]) -> None:
     """Server-side apply as field manager `modelledger` (force: the operator owns its workload)."""
     meta = manifest["metadata"]
-    kind = manifest["kind"]
-    if kind == "Deployment":
-        kubernetes.client.AppsV1Api(client()).patch_namespaced_deployment(
-            meta["name"],
-            meta["namespace"],
-            manifest,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY,
-        )
-    elif kind == "Service":
-        kubernetes.client.CoreV1Api(client()).patch_namespaced_service(
-            meta["name"],
-            meta["namespace"],
-            manifest,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY,
-        )
-    else:  # pragma: no cover - a programming error
-        raise ValueError(f"cannot apply a {kind}")
+    patch = {
+        "Deployment": kubernetes.client.AppsV1Api(client()).patch_namespaced_deployment,
+        "Service": kubernetes.client.CoreV1Api(client()).patch_namespaced_service,
+    }[manifest["kind"]]
+    patch(
+        meta["name"],
+        meta["namespace"],
+        manifest,
+        field_manager=FIELD_MANAGER,
+        force=True,
+        _content_type=APPLY,
+    )
 
 
 @dataclass(frozen=True)

@@ -296,7 +296,7 @@ class LocalPlane:
 
 def fake_node(name: str) -> dict[str, Any]:
     """A Node that kwok manages: it heartbeats it and makes the pods scheduled on it Running/Ready."""
-    resources = {"cpu": "32", "memory": "256Gi", "pods": "250"}
+    resources = {"cpu": "1000", "memory": "4Ti", "pods": "2000"}  # fake: room for benchmark fleets
     return {
         "apiVersion": "v1",
         "kind": "Node",
