@@ -28,6 +28,7 @@ from modelledger.api import (
     RevisionCause,
     RuleState,
     RuleStatus,
+    format_duration,
 )
 from modelledger.core import history, promql
 from modelledger.core.rules import Breach, verdict
@@ -442,7 +443,7 @@ def _mark_stable_after_bake(s: Situation, plan: Plan) -> None:
         Decision(
             "MarkedStable",
             f"revision {serving.revision} ({serving.version}) marked stable: healthy since "
-            f"{healthy_since.isoformat()} (bake time {s.spec.stability.bake_time})",
+            f"{healthy_since.isoformat()} (bake time {format_duration(s.spec.stability.bake_time)})",
             actor=BAKE_ACTOR,
             revision=serving.revision,
             version=serving.version,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -41,6 +41,8 @@ from modelledger.report.schema import (
 
 AuditRecords = Sequence[tuple[int, Mapping[str, Any]]]
 _REVISION_IN_MESSAGE = re.compile(r"^revision (\d+)\b")
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)  # sorts Events without a time first
 
 
 @dataclass(frozen=True)
@@ -176,12 +178,15 @@ def _deployment(
         ],
         revocations=_revocations(names, sources.versions, changes),
         versions=[_version_record(n, sources.versions.get(n)) for n in sorted(names)],
-        events=[
-            e
-            for e in sources.events
-            if (e.object_kind == "ModelDeployment" and e.object_name == name)
-            or (e.object_kind == "ModelVersion" and e.object_name in names)
-        ],
+        events=sorted(
+            (
+                e
+                for e in sources.events
+                if (e.object_kind == "ModelDeployment" and e.object_name == name)
+                or (e.object_kind == "ModelVersion" and e.object_name in names)
+            ),
+            key=lambda e: (e.first_seen or e.last_seen or _EPOCH, e.reason),
+        ),
         verification=_verification(md, sources),
     )
 
