@@ -7,6 +7,7 @@ import math
 import socket
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -226,3 +227,22 @@ def test_substituted_values_match_exactly_their_series_in_the_real_parser(
 )
 def test_to_sample_handles_every_result_shape(result: Any, expected: Sample) -> None:
     assert to_sample(result, Aggregate.MAX) == expected
+
+
+def test_recent_values_show_when_a_breach_began(adapter: PrometheusAdapter, exporter: Exporter) -> None:
+    gauge = exporter.gauge("adapter_onset", "a value that steps up")
+    query = f'max(adapter_onset{{target="{exporter.name}"}})'
+    gauge.set(0.0)
+    assert poll(lambda: adapter.query_sync(query), lambda s: s == 0.0) == 0.0
+    time.sleep(2)
+    stepped_up = datetime.now(UTC)
+    gauge.set(1.0)
+    assert poll(lambda: adapter.query_sync(query), lambda s: s == 1.0) == 1.0
+    end = datetime.now(UTC)
+    points = asyncio.run(adapter.recent_values(query, end - timedelta(seconds=6), end, timedelta(seconds=1)))
+    assert isinstance(points, list)
+    assert [v for _, v in points][-1] == 1.0
+    assert 0.0 in [v for _, v in points]
+    first_high = next(at for at, v in points if v == 1.0)
+    # The step-up shows within a scrape interval (1 s) plus the range query's step (1 s).
+    assert stepped_up - timedelta(seconds=1) <= first_high <= stepped_up + timedelta(seconds=2.5)

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modelledger.api.modeldeployment import Aggregate, Comparator, RollbackRule, RuleState, RuleStatus
+from modelledger.core import rules
 from modelledger.core.rules import (
     ALWAYS,
     MESSAGE_LIMIT,
@@ -382,3 +383,41 @@ def test_passing_since_is_the_latest_pass_and_none_if_any_rule_is_not_pass(block
     ]
     assert passing_since(passing) == at(90)
     assert passing_since([*passing, status("d", blocking, 0)]) is None
+
+
+def _series(*values: float) -> list[tuple[datetime, float]]:
+    return [(T0 + timedelta(seconds=i), value) for i, value in enumerate(values)]
+
+
+def test_breach_onset_is_the_start_of_the_run_reaching_the_newest_point() -> None:
+    rule = make_rule()  # breaches above its threshold
+    high, low = rule.threshold + 1, rule.threshold - 1
+    assert rules.breach_onset(rule, _series(low, high, low, high, high, high)) == T0 + timedelta(seconds=3)
+    assert rules.breach_onset(rule, _series(high, high, low)) is None, "the newest point must breach"
+    assert rules.breach_onset(rule, _series(high, math.nan, high)) == T0 + timedelta(seconds=2)
+    assert rules.breach_onset(rule, []) is None
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=30))
+def test_breach_onset_matches_a_backwards_scan(breaching: list[bool]) -> None:
+    rule = make_rule()
+    points = _series(*[rule.threshold + (1 if b else -1) for b in breaching])
+    expected = None
+    for at, value in reversed(points):
+        if value <= rule.threshold:
+            break
+        expected = at
+    assert rules.breach_onset(rule, points) == expected
+
+
+def test_backdating_a_fresh_breach_counts_for_from_when_it_began() -> None:
+    rule = make_rule(**{"for": "2s"})
+    now = T0 + timedelta(seconds=5)
+    fresh = rules.evaluate(rule, None, rule.threshold + 1, now)
+    assert fresh.state is RuleState.PENDING
+    assert rules.backdate(rule, fresh, now - timedelta(seconds=1), now).state is RuleState.PENDING
+    early = rules.backdate(rule, fresh, now - timedelta(seconds=3), now)
+    assert (early.state, early.since) == (RuleState.BREACHED, now - timedelta(seconds=3))
+    assert rules.backdate(rule, fresh, now + timedelta(seconds=1), now) == fresh, "never later than seen"
+    passing = rules.evaluate(rule, None, rule.threshold - 1, now)
+    assert rules.backdate(rule, passing, T0, now) == passing, "only a Pending breach is backdated"

@@ -14,6 +14,7 @@ import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,55 @@ class PrometheusAdapter:
         sample = to_sample(result, aggregate)
         self._count(sample)
         return sample
+
+    async def recent_values(
+        self,
+        promql: str,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        aggregate: Aggregate = Aggregate.MAX,
+    ) -> list[tuple[datetime, float]] | QueryError:
+        """The query's value at every `step` from `start` to `end` (a range query), each reduced by
+        `aggregate` across series; timestamps without a finite value are left out."""
+        loop = asyncio.get_running_loop()
+        work = loop.run_in_executor(self._executor, self._range_sync, promql, start, end, step, aggregate)
+        try:
+            return await asyncio.wait_for(work, self.timeout + _DEADLINE_GRACE)
+        except TimeoutError:
+            return QueryError(f"timed out after {self.timeout:g}s querying {self.url}")
+
+    def _range_sync(
+        self, promql: str, start: datetime, end: datetime, step: timedelta, aggregate: Aggregate
+    ) -> list[tuple[datetime, float]] | QueryError:
+        started = time.monotonic()
+        try:
+            result = self._client.custom_query_range(
+                promql,
+                start_time=start,
+                end_time=end,
+                step=f"{step.total_seconds():g}s",
+                params={"timeout": f"{self.timeout:g}"},
+            )
+            by_time: dict[float, list[float]] = {}
+            for series in result:
+                for at, value in series["values"]:
+                    by_time.setdefault(float(at), []).append(float(value))
+        except (
+            requests.exceptions.RequestException,
+            PrometheusApiClientException,
+            ValueError,
+            KeyError,
+            TypeError,
+        ) as error:
+            return self._failed(promql, f"range query failed: {_reason(error)}", started)
+        self._observe(started)
+        points = []
+        for at, values in sorted(by_time.items()):
+            value = reduce(values, aggregate)
+            if value is not None:
+                points.append((datetime.fromtimestamp(at, UTC), value))
+        return points
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

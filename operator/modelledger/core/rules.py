@@ -237,3 +237,31 @@ def passing_since(statuses: Sequence[RuleStatus]) -> datetime | None:
     if any(status.state is not RuleState.PASS or status.since is None for status in statuses):
         return None
     return max((status.since for status in statuses if status.since is not None), default=ALWAYS)
+
+
+def breach_onset(rule: RollbackRule, points: Sequence[tuple[datetime, float]]) -> datetime | None:
+    """When the breach that reaches the newest point began, from the query's recent values.
+
+    `points` are the rule's aggregated values over a lookback window (as a Prometheus range query gives
+    them). The answer is the first point of the unbroken run of breaching values ending at the newest
+    point; None when the newest point does not breach. A missing or non-finite value breaks the run.
+    """
+    onset: datetime | None = None
+    for at, value in sorted(points):
+        breaching = math.isfinite(value) and compare(value, rule.comparator, rule.threshold)
+        onset = (onset or at) if breaching else None
+    return onset
+
+
+def backdate(rule: RollbackRule, status: RuleStatus, onset: datetime, now: datetime) -> RuleStatus:
+    """A breach first seen by this evaluation began at `onset` in Prometheus's data, not at `now`.
+
+    `for` then counts from when the breach really began, so a breach that has already held for `for`
+    between two evaluations is Breached at once instead of one `for` later.
+    """
+    if status.state is not RuleState.PENDING or status.since is None or onset >= status.since:
+        return status
+    breached = rule.for_ <= IMMEDIATE_FOR or now - onset >= rule.for_
+    return status.model_copy(
+        update={"since": onset, "state": RuleState.BREACHED if breached else RuleState.PENDING}
+    )

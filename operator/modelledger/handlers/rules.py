@@ -15,13 +15,22 @@ from pathlib import Path
 
 from modelledger.adapters.metrics import OperatorMetrics
 from modelledger.adapters.prometheus import PrometheusAdapter
-from modelledger.api import ModelDeploymentSpec, ModelDeploymentStatus, ModelVersion, RuleState, RuleStatus
+from modelledger.api import (
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    ModelVersion,
+    RollbackRule,
+    RuleState,
+    RuleStatus,
+)
 from modelledger.core import history, promql
 from modelledger.core.reconcile import Decision
-from modelledger.core.rules import QueryError, Sample, evaluate
+from modelledger.core.rules import QueryError, Sample, backdate, breach_onset, evaluate
 from modelledger.handlers.context import OperatorConfig
 
 METRICS = OperatorMetrics()
+BREACHING = (RuleState.PENDING, RuleState.BREACHED)
+RANGE_STEP = timedelta(seconds=1)  # resolution of the look back at a fresh breach (a typical scrape interval)
 _ADAPTERS: dict[str, PrometheusAdapter] = {}
 
 
@@ -60,6 +69,23 @@ class RuleRunner:
     def __init__(self, config: OperatorConfig) -> None:
         self.config = config
         self.next_due: datetime | None = None
+
+    async def _backdate(
+        self,
+        adapter: PrometheusAdapter,
+        rule: RollbackRule,
+        query: str,
+        status: RuleStatus,
+        spec: ModelDeploymentSpec,
+        now: datetime,
+    ) -> RuleStatus:
+        """A breach first seen now may have begun up to an interval ago: ask Prometheus when."""
+        lookback = spec.rollback.interval + RANGE_STEP
+        points = await adapter.recent_values(query, now - lookback, now, RANGE_STEP, rule.aggregate)
+        if isinstance(points, QueryError):
+            return status  # the breach counts from now, as without the look back
+        onset = breach_onset(rule, points)
+        return backdate(rule, status, onset, now) if onset is not None else status
 
     def seconds_until_due(self, spec: ModelDeploymentSpec, now: datetime) -> float:
         due = self.next_due or now + spec.rollback.interval
@@ -108,6 +134,11 @@ class RuleRunner:
         for rule, sample in zip(rules, samples, strict=True):
             old = previous.get(rule.name)
             new = evaluate(rule, old, sample, now)
+            fresh = new.state is RuleState.PENDING and (old is None or old.state not in BREACHING)
+            if fresh and url is not None and isinstance(sample, float):
+                new = await self._backdate(
+                    adapter_for(url, self.config), rule, queries[rule.name], new, spec, now
+                )
             METRICS.record_rule(namespace, name, new)
             statuses.append(old if old is not None and old.state is new.state else new)
         self.next_due = now + spec.rollback.interval
