@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from modelledger.adapters.batching import QueryBatcher
 from modelledger.adapters.metrics import OperatorMetrics
 from modelledger.adapters.prometheus import PrometheusAdapter, to_sample
 from modelledger.api.modeldeployment import Aggregate
@@ -246,3 +247,40 @@ def test_recent_values_show_when_a_breach_began(adapter: PrometheusAdapter, expo
     first_high = next(at for at, v in points if v == 1.0)
     # The step-up shows within a scrape interval (1 s) plus the range query's step (1 s).
     assert stepped_up - timedelta(seconds=1) <= first_high <= stepped_up + timedelta(seconds=2.5)
+
+
+def test_batched_queries_answer_as_each_alone_with_fewer_requests(
+    adapter: PrometheusAdapter, exporter: Exporter
+) -> None:
+    gauge = exporter.gauge("adapter_batch", "one series per deployment", ("deployment", "pod"))
+    for i in range(20):
+        gauge.labels(deployment=f"d{i}", pod="a").set(i)
+        gauge.labels(deployment=f"d{i}", pod="b").set(i + 0.5)
+    target = f'target="{exporter.name}"'
+    poll(lambda: adapter.query_sync(f"count(adapter_batch{{{target}}})"), lambda s: s == 40.0)
+    queries = [
+        (f'adapter_batch{{{target},deployment="d{i}"}}', Aggregate.MIN if i % 2 else Aggregate.MAX)
+        for i in range(20)
+    ]
+    queries += [
+        (f'adapter_batch{{{target},deployment="nowhere"}}', Aggregate.MAX),  # empty: NoData
+        ("scalar(vector(7))", Aggregate.MAX),  # a scalar cannot take part in a batch
+        ("sum(rate(", Aggregate.MAX),  # refused by Prometheus
+    ]
+
+    async def batched() -> tuple[list[Sample], int]:
+        batcher = QueryBatcher(adapter)
+        samples = await asyncio.gather(*(batcher.query(q, a) for q, a in queries))
+        again = await asyncio.gather(*(batcher.query(q, a) for q, a in queries))
+        assert again == samples
+        return list(samples), batcher.requests_sent
+
+    samples, requests = asyncio.run(batched())
+    alone = [adapter.query_sync(q, a) for q, a in queries]
+    assert samples[:21] == alone[:21]
+    assert (samples[1], samples[2]) == (1.0, 2.5), "each part reduced by its own aggregate"
+    assert isinstance(samples[20], NoData)
+    assert samples[21] == 7.0
+    assert isinstance(samples[22], QueryError)
+    # Round 1: one refused batch, then 23 alone; round 2: one batch of 21 and the 2 remembered alone.
+    assert requests == 1 + 23 + 1 + 2

@@ -39,6 +39,10 @@ _HTTP_ERROR = re.compile(r"^HTTP Status Code (\d+) \((b['\"].*['\"])\)$", re.DOT
 _ERRNO = re.compile(r"\[Errno -?\d+\] [^'\"()]*")
 
 
+class RejectedQuery(QueryError):
+    """Prometheus refused the query itself (HTTP 4xx: a parse or type error), not a failure to reach it."""
+
+
 class BearerAuth(requests.auth.AuthBase):
     """A bearer token, given directly or read from a file at each request (projected tokens rotate)."""
 
@@ -82,19 +86,33 @@ class PrometheusAdapter:
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="prometheus-query")
 
     async def query(self, promql: str, aggregate: Aggregate = Aggregate.MAX) -> Sample:
-        """`query_sync` on the adapter's thread pool, bounded by the timeout even if the thread hangs."""
+        """One rule query, reduced to a sample; off the event loop, bounded by the timeout."""
+        result = await self.fetch(promql)
+        sample = result if isinstance(result, QueryError) else to_sample(result, aggregate)
+        self.count(sample)
+        return sample
+
+    def query_sync(self, promql: str, aggregate: Aggregate = Aggregate.MAX) -> Sample:
+        """Run `promql` now; a vector is reduced by `aggregate`. Never raises for query problems."""
+        result = self.fetch_sync(promql)
+        sample = result if isinstance(result, QueryError) else to_sample(result, aggregate)
+        self.count(sample)
+        return sample
+
+    async def fetch(self, promql: str) -> Any:
+        """`fetch_sync` on the adapter's thread pool, bounded by the timeout even if the thread hangs."""
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self._executor, self.query_sync, promql, aggregate)
+        work = loop.run_in_executor(self._executor, self.fetch_sync, promql)
         try:
             return await asyncio.wait_for(work, self.timeout + _DEADLINE_GRACE)
         except TimeoutError:
-            # The worker thread still records its own outcome in the metrics when it ends.
             message = f"timed out after {self.timeout:g}s querying {self.url}"
             log.warning("prometheus query failed", url=self.url, query=promql, error=message)
             return QueryError(message)
 
-    def query_sync(self, promql: str, aggregate: Aggregate = Aggregate.MAX) -> Sample:
-        """Run `promql` now; a vector is reduced by `aggregate`. Never raises for query problems."""
+    def fetch_sync(self, promql: str) -> Any:
+        """The `data.result` of an instant query, or a QueryError (a RejectedQuery when Prometheus
+        refused the query itself). Never raises for query problems."""
         started = time.monotonic()
         try:
             # Prometheus's own timeout stops the evaluation server-side when we stop waiting.
@@ -106,14 +124,14 @@ class PrometheusAdapter:
         except requests.exceptions.ConnectionError as error:
             return self._failed(promql, f"cannot connect to {self.url}: {_reason(error)}", started)
         except PrometheusApiClientException as error:
-            return self._failed(promql, _http_error_message(str(error)), started)
+            match = _HTTP_ERROR.match(str(error))
+            rejected = match is not None and match.group(1).startswith("4")
+            return self._failed(promql, _http_error_message(str(error)), started, rejected=rejected)
         except (requests.exceptions.RequestException, ValueError, KeyError, TypeError) as error:
             # A 200 that is not Prometheus's JSON: a proxy's page, a wrong URL path.
             return self._failed(promql, f"unexpected answer from {self.url}: {_reason(error)}", started)
         self._observe(started)
-        sample = to_sample(result, aggregate)
-        self._count(sample)
-        return sample
+        return result
 
     async def recent_values(
         self,
@@ -168,18 +186,17 @@ class PrometheusAdapter:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._client.close()
 
-    def _failed(self, promql: str, message: str, started: float) -> QueryError:
+    def _failed(self, promql: str, message: str, started: float, *, rejected: bool = False) -> QueryError:
         self._observe(started)
         log.warning("prometheus query failed", url=self.url, query=promql, error=message)
-        sample = QueryError(message)
-        self._count(sample)
-        return sample
+        return RejectedQuery(message) if rejected else QueryError(message)
 
     def _observe(self, started: float) -> None:
         if self.metrics is not None:
             self.metrics.observe_query(time.monotonic() - started)
 
-    def _count(self, sample: Sample) -> None:
+    def count(self, sample: Sample) -> None:
+        """One rule evaluation's result, for modelledger_rule_evaluations_total."""
         if self.metrics is None:
             return
         if isinstance(sample, QueryError):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from modelledger.adapters.batching import QueryBatcher
 from modelledger.adapters.metrics import OperatorMetrics
 from modelledger.adapters.prometheus import PrometheusAdapter
 from modelledger.api import (
@@ -29,6 +30,7 @@ from modelledger.core.rules import QueryError, Sample, backdate, breach_onset, e
 from modelledger.handlers.context import OperatorConfig
 
 METRICS = OperatorMetrics()
+_BATCHERS: dict[str, QueryBatcher] = {}
 BREACHING = (RuleState.PENDING, RuleState.BREACHED)
 RANGE_STEP = timedelta(seconds=1)  # resolution of the look back at a fresh breach (a typical scrape interval)
 _ADAPTERS: dict[str, PrometheusAdapter] = {}
@@ -44,6 +46,13 @@ def adapter_for(url: str, config: OperatorConfig) -> PrometheusAdapter:
             metrics=METRICS,
         )
     return _ADAPTERS[url]
+
+
+def batcher_for(url: str, config: OperatorConfig) -> QueryBatcher:
+    """One batcher per Prometheus: the rule queries of all deployments share its requests."""
+    if url not in _BATCHERS:
+        _BATCHERS[url] = QueryBatcher(adapter_for(url, config))
+    return _BATCHERS[url]
 
 
 def record_decision(namespace: str, name: str, decision: Decision) -> None:
@@ -126,7 +135,7 @@ class RuleRunner:
                 )
                 continue
             pending.append(
-                asyncio.ensure_future(adapter_for(url, self.config).query(queries[rule.name], rule.aggregate))
+                asyncio.ensure_future(batcher_for(url, self.config).query(queries[rule.name], rule.aggregate))
             )
         samples = [await item if isinstance(item, asyncio.Future) else item for item in pending]
         previous = {s.name: s for s in status.rules}
