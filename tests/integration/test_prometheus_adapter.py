@@ -239,8 +239,8 @@ def test_recent_values_show_when_a_breach_began(adapter: PrometheusAdapter, expo
     stepped_up = datetime.now(UTC)
     gauge.set(1.0)
     assert poll(lambda: adapter.query_sync(query), lambda s: s == 1.0) == 1.0
-    end = datetime.now(UTC)
-    points = asyncio.run(adapter.recent_values(query, end - timedelta(seconds=6), end, timedelta(seconds=1)))
+    end = datetime.now(UTC) + timedelta(seconds=1)  # the client rounds to whole seconds
+    points = asyncio.run(adapter.recent_values(query, end - timedelta(seconds=7), end, timedelta(seconds=1)))
     assert isinstance(points, list)
     assert [v for _, v in points][-1] == 1.0
     assert 0.0 in [v for _, v in points]

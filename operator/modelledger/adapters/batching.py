@@ -84,7 +84,9 @@ class QueryBatcher:
 
     async def _batched(self, batch: list[_Waiting]) -> list[Sample]:
         combined = " or ".join(
-            f'label_replace({w.promql}, "{BATCH_LABEL}", "{i}", "", "")' for i, w in enumerate(batch)
+            # Parentheses keep each part whole; the newlines end any `#` comment inside it.
+            f'label_replace((\n{w.promql}\n), "{BATCH_LABEL}", "{i}", "", "")'
+            for i, w in enumerate(batch)
         )
         self.requests_sent += 1
         result = await self.adapter.fetch(combined)

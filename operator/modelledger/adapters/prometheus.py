@@ -142,7 +142,8 @@ class PrometheusAdapter:
         aggregate: Aggregate = Aggregate.MAX,
     ) -> list[tuple[datetime, float]] | QueryError:
         """The query's value at every `step` from `start` to `end` (a range query), each reduced by
-        `aggregate` across series; timestamps without a finite value are left out."""
+        `aggregate` across series; timestamps without a finite value are left out. The client sends
+        whole seconds, so `start` and `end` are rounded."""
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(self._executor, self._range_sync, promql, start, end, step, aggregate)
         try:

@@ -90,7 +90,10 @@ class RuleRunner:
     ) -> RuleStatus:
         """A breach first seen now may have begun up to an interval ago: ask Prometheus when."""
         lookback = spec.rollback.interval + RANGE_STEP
-        points = await adapter.recent_values(query, now - lookback, now, RANGE_STEP, rule.aggregate)
+        # The client rounds times to whole seconds: end a step late so the newest point is "now".
+        points = await adapter.recent_values(
+            query, now - lookback, now + RANGE_STEP, RANGE_STEP, rule.aggregate
+        )
         if isinstance(points, QueryError):
             return status  # the breach counts from now, as without the look back
         onset = breach_onset(rule, points)
