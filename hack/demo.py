@@ -49,6 +49,10 @@ def wait(what: str, probe: Callable[[], bool], timeout: float = 90) -> None:
     raise SystemExit(f"demo failed: {what} did not happen within {timeout:.0f} s")
 
 
+def apply(env: dict[str, str], manifest: dict[str, Any]) -> None:
+    sh(env, "kubectl", "apply", "-n", NS, "-f", "-", stdin=yaml.safe_dump(manifest))
+
+
 def deployment(version: str, bake: str) -> dict[str, Any]:
     manifest: dict[str, Any] = yaml.safe_load(
         (REPO / "examples" / "fraud-detector-deployment.yaml").read_text()
@@ -149,30 +153,12 @@ def run_story(env: dict[str, str], errors: Gauge, audit_log: Path) -> None:
     sh(env, "kubectl", "get", "-n", NS, "mv")
 
     say("Git names 1.3.2; it rolls out and is marked stable after its bake time (5 s here)")
-    sh(
-        env,
-        "kubectl",
-        "apply",
-        "-n",
-        NS,
-        "-f",
-        "-",
-        stdin=yaml.safe_dump(deployment("fraud-detector-1-3-2", "5s")),
-    )
+    apply(env, deployment("fraud-detector-1-3-2", "5s"))
     wait("1.3.2 stable", lambda: status_field("stableRevision") == "1")
     sh(env, "kubectl", "get", "-n", NS, "mdep,deploy,pods")
 
     say("a release manager changes spec.version to 1.4.0 in Git; ArgoCD syncs it")
-    sh(
-        env,
-        "kubectl",
-        "apply",
-        "-n",
-        NS,
-        "-f",
-        "-",
-        stdin=yaml.safe_dump(deployment("fraud-detector-1-4-0", "1h")),
-    )
+    apply(env, deployment("fraud-detector-1-4-0", "1h"))
     wait(
         "1.4.0 healthy",
         lambda: (
@@ -190,16 +176,7 @@ def run_story(env: dict[str, str], errors: Gauge, audit_log: Path) -> None:
     sh(env, "kubectl", "get", "-n", NS, "events", "--field-selector", "reason=RolledBack")
 
     say("an ArgoCD re-sync of the same manifest does not redeploy the quarantined version")
-    sh(
-        env,
-        "kubectl",
-        "apply",
-        "-n",
-        NS,
-        "-f",
-        "-",
-        stdin=yaml.safe_dump(deployment("fraud-detector-1-4-0", "1h")),
-    )
+    apply(env, deployment("fraud-detector-1-4-0", "1h"))
     time.sleep(3)
     print(f"serving: {status_field('servingVersion')}, quarantined: {status_field('quarantined')}")
 
