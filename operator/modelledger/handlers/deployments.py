@@ -41,7 +41,20 @@ def version_bodies(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict
 
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
 def workload_bodies(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Any]:
-    return {(namespace, name): dict(body)}
+    """Only what the decisions read (not managedFields or the pod spec): a thousand of them stay small."""
+    template = body.get("spec", {}).get("template", {}).get("metadata", {})
+    slim = {
+        "metadata": {
+            "generation": body.metadata.get("generation", 0),
+            "annotations": {ANNOTATION_HASH: body.metadata.annotations.get(ANNOTATION_HASH, "")},
+        },
+        "spec": {
+            "replicas": body.get("spec", {}).get("replicas", 1),
+            "template": {"metadata": {"labels": dict(template.get("labels") or {})}},
+        },
+        "status": dict(body.get("status") or {}),
+    }
+    return {(namespace, name): slim}
 
 
 @kopf.index("", "v1", "services", labels=MANAGED)
@@ -150,7 +163,8 @@ async def reconcile_once(
         spec = ModelDeploymentSpec.model_validate(raw.get("spec") or {})
     except ValidationError as error:
         plan = reject_spec(status, error, at, meta.get("generation", 0))
-        await _write_and_report(namespace, name, raw, old_status, plan)
+        if await _write_and_report(namespace, name, raw, old_status, plan):
+            post_events(_ref(namespace, name, raw), plan)
         return 60.0
 
     referenced = {spec.version} | {entry.version for entry in status.history}
@@ -186,18 +200,23 @@ async def reconcile_once(
         _one(service_hashes, (namespace, name)),
     )
     _crash_point("after-workload-patch", plan)
+    post_events(_ref(namespace, name, raw), plan)
     return rules.seconds_until_due(spec, at)
 
 
 async def _write_and_report(
     namespace: str, name: str, raw: dict[str, Any], old_status: dict[str, Any], plan: Plan
 ) -> bool:
-    """Write the plan's status (if it changed) under the read resourceVersion, then report its decisions."""
+    """Write the plan's status (if it changed) under the read resourceVersion, then record its decisions.
+
+    The audit records are written here, before anything else happens; the Events follow later
+    (`post_events`), off the path that applies the workload.
+    """
     new_status = plan.status.to_wire()
     if new_status == old_status:
         return True
     try:
-        await asyncio.to_thread(
+        await kube.call(
             kube.write_status,
             kube.DEPLOYMENTS,
             namespace,
@@ -210,18 +229,36 @@ async def _write_and_report(
         log.info("status changed meanwhile; deciding again", namespace=namespace, deployment=name)
         return False
     rule_loop.record_serving(namespace, name, plan.status)
-    ref = kube.ObjectRef(API_VERSION, "ModelDeployment", namespace, name, raw["metadata"].get("uid", ""))
     for decision in plan.decisions:
         entry = history.current(plan.status.history, decision.revision) if decision.cause else None
         audit.record("ModelDeployment", namespace, name, decision, entry)
         rule_loop.record_decision(namespace, name, decision)
-        try:
-            await asyncio.to_thread(
-                kube.post_event, ref, decision.reason, decision.message, warning=decision.warning
-            )
-        except kube.ApiException as error:  # Events are best effort; the history is the record
-            log.warning("event not posted", reason=decision.reason, error=str(error))
     return True
+
+
+_POSTING: set[asyncio.Future[None]] = set()
+
+
+def _ref(namespace: str, name: str, raw: dict[str, Any]) -> kube.ObjectRef:
+    return kube.ObjectRef(API_VERSION, "ModelDeployment", namespace, name, raw["metadata"].get("uid", ""))
+
+
+def post_events(ref: kube.ObjectRef, plan: Plan) -> None:
+    """Post the plan's Events in the background: best effort, and never in the way of a rollback."""
+
+    async def post() -> None:
+        for decision in plan.decisions:
+            try:
+                await kube.call(
+                    kube.post_event, ref, decision.reason, decision.message, warning=decision.warning
+                )
+            except kube.ApiException as error:  # the history and the audit log are the record
+                log.warning("event not posted", reason=decision.reason, error=str(error))
+
+    if plan.decisions:
+        task = asyncio.ensure_future(post())
+        _POSTING.add(task)
+        task.add_done_callback(_POSTING.discard)
 
 
 async def _apply_workload(
@@ -242,7 +279,7 @@ async def _apply_workload(
     )
     observed = ((workload_raw or {}).get("metadata", {}).get("annotations") or {}).get(ANNOTATION_HASH)
     if observed != deployment["metadata"]["annotations"][ANNOTATION_HASH]:
-        await asyncio.to_thread(kube.apply, deployment)
+        await kube.call(kube.apply, deployment)
         log.info(
             "workload applied",
             namespace=namespace,
@@ -251,7 +288,7 @@ async def _apply_workload(
             version=serving.version,
         )
     if service_hash != service["metadata"]["annotations"][ANNOTATION_HASH]:
-        await asyncio.to_thread(kube.apply, service)
+        await kube.call(kube.apply, service)
 
 
 def _crash_point(point: str, plan: Plan) -> None:

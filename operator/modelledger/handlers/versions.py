@@ -6,7 +6,6 @@ it until no history references it. The blocked deletion is explained by a condit
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Any
 
@@ -109,7 +108,7 @@ async def _sync_status(raw: dict[str, Any], users: list[str], blocked: bool = Fa
     meta = raw["metadata"]
     # On a conflict the newer object arrives as a watch event and is synced then.
     with contextlib.suppress(kube.Conflict):
-        await asyncio.to_thread(
+        await kube.call(
             kube.write_status,
             kube.VERSIONS,
             meta["namespace"],
@@ -169,7 +168,7 @@ async def guard_deletion(
     await _sync_status(dict(body), users, blocked=True)
     ref = kube.ObjectRef(API_VERSION, "ModelVersion", namespace, name, body.metadata.get("uid", ""))
     try:
-        await asyncio.to_thread(kube.post_event, ref, "DeletionBlocked", message, warning=True)
+        await kube.call(kube.post_event, ref, "DeletionBlocked", message, warning=True)
     except kube.ApiException as error:
         log.warning("event not posted", reason="DeletionBlocked", error=str(error))
     audit.record_version_event("DeletionBlocked", namespace, name, message, warning=True)
