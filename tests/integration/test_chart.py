@@ -38,18 +38,12 @@ from tests.scenario import (
     versions,
     wait_phase,
     wait_served,
+    with_rules,
 )
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "modelledger"
 RELEASE = "modelledger"
 PEERING = "modelledger-test"
-ERROR_RULE = {
-    "name": "error-rate",
-    "query": 'max(test_error_rate{namespace="{{namespace}}",deployment="{{deployment}}"})',
-    "comparator": ">",
-    "threshold": 0.5,
-    "for": "1s",
-}
 
 
 def helm(plane: ClusterAccess, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -382,17 +376,12 @@ def test_the_charts_rbac_is_enough_for_an_automatic_rollback(
     assert "status" in peers, "the operator never announced itself in the KopfPeering"
 
 
-def with_rule(document: dict[str, Any]) -> dict[str, Any]:
-    document["spec"]["rollback"]["rules"] = [ERROR_RULE]
-    return document
-
-
 def _deploy_breach_rollback(plane: ClusterAccess, namespace: str, errors: Any) -> None:
     versions(plane, namespace)
-    apply(plane, namespace, with_rule(model_deployment(V132, bake="2s")))
+    apply(plane, namespace, with_rules(V132, bake="2s", **{"for": "1s"}))
     eventually(lambda: status(plane, namespace).stable_revision == 1, 60, "revision 1 stable")
     check_health(plane, namespace, "mv", V132, "modelversion-available", "Healthy")
-    apply(plane, namespace, with_rule(model_deployment(V140, bake="1h")))
+    apply(plane, namespace, with_rules(V140, bake="1h", **{"for": "1s"}))
     wait_served(plane, namespace, V140, 2, timeout=60)
     wait_phase(plane, namespace, "Healthy", timeout=60)
     check_health(plane, namespace, "mdep", "fraud-detector", "modeldeployment-healthy", "Healthy")

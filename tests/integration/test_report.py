@@ -25,16 +25,16 @@ from tests.scenario import (
     V140,
     apply,
     cli,
-    model_deployment,
     revoke,
     status,
     versions,
     wait_phase,
     wait_served,
+    with_rules,
 )
 
+FOR_1S = {"for": "1s"}
 VENV_BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
-QUERY = 'max(test_error_rate{deployment="{{deployment}}", namespace="{{namespace}}"})'
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -45,15 +45,6 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-def with_rule(version: str, bake: str) -> dict[str, Any]:
-    document = model_deployment(version, bake=bake)
-    document["spec"]["rollback"] = {
-        "interval": "1s",
-        "rules": [{"name": "error-rate", "query": QUERY, "comparator": ">", "threshold": 0.5, "for": "1s"}],
-    }
-    return document
 
 
 def report(plane: ClusterAccess, namespace: str, *args: str) -> dict[str, Any]:
@@ -75,9 +66,9 @@ def scripted_scenario(plane: ClusterAccess, namespace: str, error_rate: Gauge) -
     """r1 deploy 1.3.2 (baked stable), r2 upgrade to 1.4.0 (marked stable by hand), r3 automatic
     rollback to 1.3.2, r4 manual rollback to revision 2 (1.4.0), r5 revocation of 1.4.0."""
     versions(plane, namespace)
-    apply(plane, namespace, with_rule(V132, bake="2s"))
+    apply(plane, namespace, with_rules(V132, bake="2s", **FOR_1S))
     eventually(lambda: status(plane, namespace).stable_revision == 1, 40, "1.3.2 baked stable")
-    apply(plane, namespace, with_rule(V140, bake="1h"))
+    apply(plane, namespace, with_rules(V140, bake="1h", **FOR_1S))
     wait_served(plane, namespace, V140, 2)
     marked = cli(plane, "mark-stable", "fraud-detector", "-n", namespace, "--reason", "validated offline")
     assert marked.returncode == 0, marked.stdout + marked.stderr
