@@ -12,24 +12,31 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelledger.api import (
+    TERMINAL_PHASES,
     Comparator,
     DeploymentPhase,
     Evidence,
-    HumanRequest,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     ModelVersion,
-    RequestKind,
+    RequestAction,
     RevisionCause,
     RuleState,
     RuleStatus,
 )
-from modelledger.core import history
-from modelledger.core.reconcile import Plan, Situation, reconcile
+from modelledger.core import history, trust
+from modelledger.core.actors import Identity
+from modelledger.core.reconcile import Plan, Request, Situation, reconcile
+from modelledger.core.signing import Keyring, SigningKey
 from modelledger.core.workload import WorkloadState
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+KEY = SigningKey.generate()
+SUBJECT = trust.Subject("ml-prod", "fraud-detector", "uid-1")
+ALICE = Identity("alice@example.com", "u-alice", ("ml-release-managers",), verified=True)
+BOB = Identity("bob@example.com", "u-bob", ("ml-release-managers", "ml-approvers"), verified=True)
+ARGOCD = Identity("system:serviceaccount:argocd:argocd-application-controller", verified=True)
 
 
 def example_version(version: str) -> ModelVersion:
@@ -40,7 +47,7 @@ def example_version(version: str) -> ModelVersion:
 
 def with_name(base: ModelVersion, name: str, revoked: bool = False) -> ModelVersion:
     spec = base.spec.model_copy(update={"revoked": revoked, "revocation_reason": "audit" if revoked else ""})
-    return base.model_copy(update={"metadata": {"name": name}, "spec": spec})
+    return base.model_copy(update={"metadata": {"name": name, "uid": f"uid-{name}"}, "spec": spec})
 
 
 V132 = example_version("1-3-2")
@@ -72,6 +79,9 @@ class World:
     generation: int = 1
     writes: int = 0
     decisions: list[str] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)  # undecided, as the operator's index holds them
+    outcomes: dict[str, str] = field(default_factory=dict)  # request name -> phase
+    messages: dict[str, str] = field(default_factory=dict)
 
     def situation(self, rules: list[RuleStatus] | None = None) -> Situation:
         return Situation(
@@ -83,16 +93,25 @@ class World:
             versions=self.versions,
             workload=self.workload,
             now=self.now,
-            spec_actor="argocd-controller",
+            spec_actor=ARGOCD,
             rules=rules,
+            requests=list(self.requests),
+            trust=trust.check_status(self.status, Keyring.of(KEY.public), SUBJECT, limit=100),
         )
 
     def step(self, rules: list[RuleStatus] | None = None) -> Plan:
+        """One reconcile as the operator does it: verify, decide, sign, write, answer the requests."""
         plan = reconcile(self.situation(rules))
+        if plan.sealable:
+            plan.status = trust.sign(plan.status, self.status, KEY, SUBJECT)
         if plan.status != self.status:
             self.writes += 1
         self.status = plan.status
         self.decisions += [d.reason for d in plan.decisions]
+        for name, outcome in plan.outcomes.items():
+            self.outcomes[name] = outcome.phase.value
+            self.messages[name] = outcome.message
+        self.requests = [r for r in self.requests if self.outcomes.get(r.name) not in TERMINAL_VALUES]
         return plan
 
     def roll_out(self) -> None:
@@ -112,18 +131,17 @@ class World:
         self.spec = self.spec.model_copy(update={"version": version})
         self.generation += 1
 
-    def request(self, kind: RequestKind, **details: Any) -> None:
-        request = HumanRequest(
-            id=f"r{len(self.status.requests) + len(self.status.handled_requests)}",
-            kind=kind,
-            requested_by="alice@example.com",
-            at=self.now,
-            **details,
-        )
-        self.status = self.status.model_copy(update={"requests": [*self.status.requests, request]})
+    def request(self, action: RequestAction, by: Identity = ALICE, **details: Any) -> str:
+        name = f"r{len(self.outcomes) + len(self.requests)}"
+        request = Request(name, f"uid-{name}", action, by, self.now, **details)
+        self.requests.append(request)
+        return name
 
     def revisions(self) -> list[tuple[int, str, RevisionCause]]:
         return [(e.revision, e.version, e.cause) for e in self.status.history]
+
+
+TERMINAL_VALUES = {p.value for p in TERMINAL_PHASES}
 
 
 def world(version: str = "fraud-detector-1-3-2", **spec: Any) -> World:
@@ -159,7 +177,10 @@ def test_first_deploy_progresses_then_becomes_healthy_once() -> None:
     w = world()
     plan = w.step()
     assert w.revisions() == [(1, "fraud-detector-1-3-2", RevisionCause.DEPLOY)]
-    assert plan.status.history[0].actor == "argocd-controller"
+    top = plan.status.history[0]
+    assert (top.actor, top.actor_verified) == (ARGOCD.username, True)
+    assert top.signature is not None
+    assert top.key_id == KEY.key_id
     assert plan.status.history[0].pipeline is not None
     assert plan.status.history[0].pipeline.artifact_digest == V132.spec.artifact.digest
     assert phase_of(w) is DeploymentPhase.PROGRESSING
@@ -196,7 +217,7 @@ def test_upgrade_manual_rollback_and_retry() -> None:
     assert w.revisions()[0] == (2, "fraud-detector-1-4-0", RevisionCause.DEPLOY)
     w.roll_out()
     w.step()
-    w.request(RequestKind.ROLLBACK, reason="latency complaints")
+    name = w.request(RequestAction.ROLLBACK, reason="latency complaints")
     w.step()
     top = w.status.history[0]
     assert (top.revision, top.version, top.cause) == (
@@ -204,19 +225,22 @@ def test_upgrade_manual_rollback_and_retry() -> None:
         "fraud-detector-1-3-2",
         RevisionCause.MANUAL_ROLLBACK,
     )
-    assert (top.actor, top.reason, top.request_id) == ("alice@example.com", "latency complaints", "r0")
+    assert (top.actor, top.reason, top.request_name) == ("alice@example.com", "latency complaints", name)
+    assert top.actor_verified is True
     assert w.status.quarantined == ["fraud-detector-1-4-0"]
     assert phase_of(w) is DeploymentPhase.ROLLED_BACK
-    assert [h.id for h in w.status.handled_requests] == ["r0"]
+    assert [h.name for h in w.status.handled_requests] == [name]
+    assert w.outcomes[name] == "Applied"
     # The request is consumed exactly once; the same spec (an ArgoCD sync) changes nothing.
     w.roll_out()
     w.step()
     w.step()
     assert len(w.status.history) == 3
-    w.request(RequestKind.RETRY)
+    w.request(RequestAction.RETRY)
     w.step()
     assert w.revisions()[0] == (4, "fraud-detector-1-4-0", RevisionCause.DEPLOY)
     assert w.status.history[0].actor == "alice@example.com"
+    assert trust.check_status(w.status, Keyring.of(KEY.public), SUBJECT).verdict is trust.Verdict.SIGNED
     assert w.status.quarantined == []
     assert history.verify(w.status.history, limit=10) is None
 
@@ -224,12 +248,12 @@ def test_upgrade_manual_rollback_and_retry() -> None:
 def test_rollback_to_a_named_revision_and_rejections() -> None:
     w = world()
     healthy_and_stable(w)
-    w.request(RequestKind.ROLLBACK, reason="x", to_revision=7)
+    w.request(RequestAction.ROLLBACK, reason="x", revision=7)
     w.step()
-    assert w.status.handled_requests[0].outcome.value == "Rejected"
+    assert w.status.handled_requests[0].phase.value == "Rejected"
     assert "no revision 7" in w.status.handled_requests[0].message
     assert "RequestRejected" in w.decisions
-    w.request(RequestKind.ROLLBACK, reason="x")
+    w.request(RequestAction.ROLLBACK, reason="x")
     w.step()
     assert "no stable revision" in w.status.handled_requests[0].message
     assert len(w.status.history) == 1
@@ -238,10 +262,14 @@ def test_rollback_to_a_named_revision_and_rejections() -> None:
 def test_mark_stable_by_hand() -> None:
     w = world()
     w.step()
-    w.request(RequestKind.MARK_STABLE, revision=1, reason="validated offline")
+    w.request(RequestAction.MARK_STABLE, revision=1, reason="validated offline")
     w.step()
     assert w.status.stable_revision == 1
-    assert w.status.handled_requests[0].outcome.value == "Applied"
+    assert w.status.handled_requests[0].phase.value == "Applied"
+    mark = w.status.history[0].stable_mark
+    assert mark is not None
+    assert (mark.actor, mark.actor_verified) == ("alice@example.com", True)
+    assert mark.signature is not None
 
 
 def test_missing_version_fails_then_recovers() -> None:
@@ -343,6 +371,9 @@ def test_stable_marking_waits_for_every_rule_to_pass_for_the_bake_time() -> None
     w.now += timedelta(minutes=10)
     w.step(rules=None)  # keeps the recorded rule states
     assert w.status.stable_revision == 1
+    mark = w.status.history[0].stable_mark
+    assert mark is not None
+    assert mark.actor == "modelledger/bake"
 
 
 ACTIONS = st.sampled_from(
@@ -381,11 +412,11 @@ def test_any_sequence_is_idempotent_chained_and_bounded(actions: list[str]) -> N
                 }[action]
             )
         elif action == "rollback":
-            w.request(RequestKind.ROLLBACK, reason="test")
+            w.request(RequestAction.ROLLBACK, reason="test")
         elif action == "stable":
-            w.request(RequestKind.MARK_STABLE)
+            w.request(RequestAction.MARK_STABLE)
         elif action == "retry":
-            w.request(RequestKind.RETRY)
+            w.request(RequestAction.RETRY)
         elif action == "wait":
             w.now += timedelta(minutes=7)
         elif action in ("revoke", "unrevoke"):
@@ -399,13 +430,14 @@ def test_any_sequence_is_idempotent_chained_and_bounded(actions: list[str]) -> N
         # Level-triggered: the same situation again decides nothing and changes nothing.
         again = reconcile(w.situation())
         assert again.decisions == []
-        assert again.status == w.status
-        assert history.verify(w.status.history, limit=3) is None
+        assert trust.sign(again.status, w.status, KEY, SUBJECT) == w.status
+        check = trust.check_status(w.status, Keyring.of(KEY.public), SUBJECT)
+        assert check.verdict is not trust.Verdict.TAMPERED, check.describe()
         revisions = [e.revision for e in w.status.history]
         assert revisions == sorted(set(revisions), reverse=True)
         if w.status.current_revision is not None:
             assert w.status.current_revision in revisions, "the serving revision is never pruned"
-        assert len(w.status.requests) == 0, "every request is consumed"
+        assert w.requests == [], "every request is decided"
 
 
 def test_prometheus_reachability_follows_the_queries_whatever_on_error_says() -> None:
@@ -417,9 +449,180 @@ def test_prometheus_reachability_follows_the_queries_whatever_on_error_says() ->
     assert (reachable.status.value, reachable.reason) == ("False", "QueryFailed")
     assert "connection refused" in reachable.message
     assert "PrometheusUnreachable" in [d.reason for d in plan.decisions]
-    w.status = plan.status
+    w.status = trust.sign(plan.status, w.status, KEY, SUBJECT)
     passing = [RuleStatus(name="error-rate", state=RuleState.PASS, value=0.0, since=w.now)]
     plan = reconcile(replace(w.situation(passing), query_errors={}))
     assert "PrometheusReachable" in [d.reason for d in plan.decisions]
-    w.status = plan.status
+    w.status = trust.sign(plan.status, w.status, KEY, SUBJECT)
     assert reconcile(w.situation()).status == w.status, "no queries: reachability stays as last seen"
+
+
+# --- four-eyes ------------------------------------------------------------------------------------
+
+FOUR_EYES = {"approval": {"requiredFor": ["MarkStable", "Rollback"], "approverGroups": ["ml-approvers"]}}
+
+
+def test_four_eyes_waits_ignores_self_approval_and_names_both() -> None:
+    w = world(**FOUR_EYES)
+    w.step()
+    asked = w.request(RequestAction.MARK_STABLE, reason="validated offline")
+    w.step()
+    assert w.outcomes[asked] == "Pending"
+    assert "waiting for 1 more approval" in w.messages[asked]
+    assert w.status.stable_revision is None
+    own = w.request(RequestAction.APPROVE, approves=asked)
+    w.step()
+    assert w.outcomes[own] == "Rejected"
+    assert "own approval does not count" in w.messages[own]
+    assert w.outcomes[asked] == "Pending"
+    w.now += timedelta(minutes=1)
+    theirs = w.request(RequestAction.APPROVE, by=BOB, approves=asked)
+    w.step()
+    assert (w.outcomes[asked], w.outcomes[theirs]) == ("Applied", "Applied")
+    mark = w.status.history[0].stable_mark
+    assert mark is not None
+    assert (mark.actor, mark.approvers, mark.request_name) == (
+        "alice@example.com",
+        ["bob@example.com"],
+        asked,
+    )
+
+
+def test_an_approver_outside_the_groups_does_not_count_and_requests_expire() -> None:
+    w = world(**FOUR_EYES)
+    healthy_and_stable(w)
+    w.set_version("fraud-detector-1-4-0")
+    w.step()
+    asked = w.request(RequestAction.ROLLBACK, reason="latency")
+    carol = Identity("carol@example.com", "u-carol", ("ml-engineers",), verified=True)
+    outsider = w.request(RequestAction.APPROVE, by=carol, approves=asked)
+    w.step()
+    assert w.outcomes[outsider] == "Rejected"
+    assert "none of the approver groups" in w.messages[outsider]
+    w.now += timedelta(minutes=61)
+    w.step()
+    assert w.outcomes[asked] == "Expired"
+    assert "RequestExpired" in w.decisions
+    assert w.revisions()[0][2] is RevisionCause.DEPLOY, "an expired rollback changes nothing"
+
+
+def test_four_eyes_refuses_unverified_identities_and_history_says_unverified() -> None:
+    w = world(**FOUR_EYES)
+    healthy_and_stable(w)
+    claim = Identity("bob@example.com", groups=("ml-approvers",), verified=False)
+    asked = w.request(RequestAction.MARK_STABLE, by=claim)
+    w.step()
+    assert w.outcomes[asked] == "Rejected"
+    assert "verified identities" in w.messages[asked]
+    w = world()
+    healthy_and_stable(w)
+    w.set_version("fraud-detector-1-4-0")
+    w.step()
+    w.roll_out()
+    w.request(RequestAction.ROLLBACK, by=claim, reason="claims to be bob")
+    w.step()
+    top = w.status.history[0]
+    assert (top.cause, top.actor, top.actor_verified) == (RevisionCause.MANUAL_ROLLBACK, "unverified", False)
+
+
+def test_automatic_rollbacks_never_wait_for_approval() -> None:
+    w = world(rollback={"rules": [RULE]}, **FOUR_EYES)
+    passing = [RuleStatus(name="error-rate", state=RuleState.PASS, value=0.0, since=T0)]
+    w.step(rules=passing)
+    w.roll_out()
+    w.step(rules=passing)
+    w.now += timedelta(minutes=11)
+    w.step(rules=passing)
+    w.set_version("fraud-detector-1-4-0")
+    w.step(rules=passing)
+    w.step(rules=[RuleStatus(name="error-rate", state=RuleState.BREACHED, value=0.12, since=w.now)])
+    assert w.status.history[0].cause is RevisionCause.AUTOMATIC_ROLLBACK
+
+
+# --- acting only on a status that verifies --------------------------------------------------------
+
+
+def _rehash(entries: list[Any]) -> list[Any]:
+    """What an attacker without the key can do: recompute every hash with the documented formula."""
+    ordered = sorted(entries, key=lambda e: e.revision)
+    fixed: list[Any] = []
+    previous = ""
+    for entry in ordered:
+        entry = entry.model_copy(update={"prev_hash": previous})
+        entry = entry.model_copy(update={"hash": history.entry_hash(entry)})
+        fixed.append(entry)
+        previous = entry.hash
+    return list(reversed(fixed))
+
+
+def _upgraded_then_stable() -> World:
+    w = world()
+    healthy_and_stable(w)
+    w.set_version("fraud-detector-1-4-0")
+    w.step()
+    w.roll_out()
+    w.step()
+    return w
+
+
+def test_a_rewritten_history_is_not_acted_on() -> None:
+    w = _upgraded_then_stable()
+    forged = [e.model_copy(update={"actor": "mallory"}) for e in w.status.history]
+    w.status = w.status.model_copy(update={"history": _rehash(forged)})
+    tampered = w.status
+    plan = w.step()
+    assert plan.hold == "HistoryTampered"
+    assert not plan.sealable
+    assert [d.reason for d in plan.decisions] == ["HistoryTampered"]
+    assert phase_of(w) is DeploymentPhase.FAILED
+    verified = next(c for c in w.status.conditions if c.type == "HistoryVerified")
+    assert (verified.status.value, verified.reason) == ("False", "HistoryTampered")
+    assert w.status.history == tampered.history
+    assert w.status.seal == tampered.seal
+    # A rollback request waits: nothing is decided on a history that does not verify.
+    asked = w.request(RequestAction.ROLLBACK, reason="x")
+    w.step()
+    assert asked not in w.outcomes
+    assert w.decisions.count("HistoryTampered") == 1, "said once, on the transition"
+
+
+def test_a_flipped_stable_flag_or_quarantine_edit_is_not_acted_on() -> None:
+    w = _upgraded_then_stable()
+    flipped = [e.model_copy(update={"stable": True}) if e.revision == 2 else e for e in w.status.history]
+    w.status = w.status.model_copy(update={"history": flipped})
+    assert w.step().hold == "HistoryTampered"
+    w = _upgraded_then_stable()
+    w.status = w.status.model_copy(update={"quarantined": ["fraud-detector-1-4-0"]})
+    plan = w.step()
+    assert plan.hold == "HistoryTampered"
+    assert "seal" in next(c for c in w.status.conditions if c.type == "HistoryVerified").message
+
+
+def test_an_unsigned_history_waits_unless_adopted() -> None:
+    w = _upgraded_then_stable()
+    unsigned = [e.model_copy(update={"signature": None, "key_id": None}) for e in w.status.history]
+    unsigned = [
+        e.model_copy(update={"stable_mark": e.stable_mark.model_copy(update={"signature": None})})
+        if e.stable_mark
+        else e
+        for e in unsigned
+    ]
+    w.status = w.status.model_copy(update={"history": unsigned, "seal": None})
+    assert w.step().hold == "HistoryUnsigned"
+    plan = reconcile(replace(w.situation(), adopt_unsigned=True))
+    assert plan.hold is None
+    assert "HistoryAdopted" in [d.reason for d in plan.decisions]
+
+
+def test_a_recreated_model_version_is_not_served_silently() -> None:
+    w = _upgraded_then_stable()
+    name = "fraud-detector-1-3-2"
+    w.versions[name] = w.versions[name].model_copy(update={"metadata": {"name": name, "uid": "new-uid"}})
+    w.request(RequestAction.ROLLBACK, reason="back to 1.3.2")
+    plan = w.step()
+    assert plan.hold == "PipelineMismatch"
+    assert w.status.history[0].version == "fraud-detector-1-4-0", "the workload keeps what serves"
+    assert (
+        "deleted and re-created"
+        in next(c for c in w.status.conditions if c.type == "HistoryVerified").message
+    )

@@ -6,7 +6,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import Field, field_validator
 
 from modelledger.api.common import (
     CONDITIONS_LIST,
@@ -23,9 +23,14 @@ from modelledger.api.common import (
     require_unique,
 )
 from modelledger.api.duration import Duration
+from modelledger.api.modeldeploymentrequest import (
+    REASON_LENGTH,
+    USERNAME_LENGTH,
+    RequestAction,
+    RequestPhase,
+)
 
 PRESERVE_UNKNOWN = {"x-kubernetes-preserve-unknown-fields": True}
-ID_KEYED_LIST = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["id"]}
 REVISION_KEYED_LIST = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["revision"]}
 PROMQL_LENGTH = 4096
 
@@ -52,6 +57,14 @@ class Outcome(StrEnum):
     HOLD = "Hold"
     BREACH = "Breach"
     PASS = "Pass"
+
+
+class ApprovableAction(StrEnum):
+    """The request actions that four-eyes rules can hold for approval."""
+
+    ROLLBACK = "Rollback"
+    MARK_STABLE = "MarkStable"
+    RETRY = "Retry"
 
 
 class Stability(ApiModel):
@@ -112,6 +125,30 @@ class Rollback(ApiModel):
         return rules
 
 
+class Approval(ApiModel):
+    """Four-eyes: which requests need approvals, how many, from whom, and for how long they wait."""
+
+    required_for: Annotated[
+        list[Annotated[ApprovableAction, Field(strict=False)]],
+        Field(max_length=3, json_schema_extra=SET_LIST),
+    ] = Field(default_factory=list)
+    """The actions that wait for approvals: any of `Rollback`, `MarkStable` and `Retry`."""
+    approvals: Annotated[int, Field(ge=1, le=10)] = 1
+    """How many distinct users other than the requester must approve."""
+    approver_groups: Annotated[list[Annotated[str, Field(max_length=SHORT_TEXT)]], Field(max_length=32)] = (
+        Field(default_factory=list)
+    )
+    """Only approvals from members of these groups count; any user allowed to approve when empty."""
+    timeout: Duration = timedelta(hours=1)
+    """How long a request waits for its approvals before it is `Expired`."""
+
+    @field_validator("required_for")
+    @classmethod
+    def _actions_unique(cls, actions: list[ApprovableAction]) -> list[ApprovableAction]:
+        require_unique([action.value for action in actions], "action")
+        return actions
+
+
 class ModelDeploymentSpec(ApiModel):
     """The desired state, owned by Git: which version serves and how it is watched."""
 
@@ -134,6 +171,8 @@ class ModelDeploymentSpec(ApiModel):
     """When a revision is marked stable automatically."""
     rollback: Rollback = Field(default_factory=Rollback)
     """Automatic rollback rules."""
+    approval: Approval = Field(default_factory=Approval)
+    """Four-eyes rules for people's requests; automatic rollbacks never wait for approval."""
 
 
 class DeploymentPhase(StrEnum):
@@ -157,17 +196,6 @@ class RuleState(StrEnum):
     BREACHED = "Breached"
     NO_DATA = "NoData"
     ERROR = "Error"
-
-
-class RequestKind(StrEnum):
-    ROLLBACK = "Rollback"
-    MARK_STABLE = "MarkStable"
-    RETRY = "Retry"
-
-
-class RequestOutcome(StrEnum):
-    APPLIED = "Applied"
-    REJECTED = "Rejected"
 
 
 class Evidence(ApiModel):
@@ -203,6 +231,54 @@ class PinnedPipeline(ApiModel):
         Field(default_factory=list)
     )
     """The pipeline components' digests."""
+    version_uid: Annotated[str, Field(max_length=128)] | None = None
+    """The ModelVersion object's UID: a version deleted and re-created under the same name differs."""
+
+
+SIGNATURE_PATTERN = r"^[A-Za-z0-9+/]{86}==$"
+Signature = Annotated[str, Field(pattern=SIGNATURE_PATTERN, max_length=88)]
+"""An Ed25519 signature, base64 (88 characters)."""
+
+
+class StableMark(ApiModel):
+    """Who marked a revision stable and when, signed by the operator (flipping `stable` by hand fails)."""
+
+    at: Timestamp
+    """When the revision was marked stable."""
+    actor: Annotated[str, Field(min_length=1, max_length=USERNAME_LENGTH)]
+    """`modelledger/bake` after a healthy bake time, or the person who asked."""
+    actor_verified: bool = False
+    """Whether the actor is an authenticated identity (or the operator itself)."""
+    approvers: Annotated[list[Annotated[str, Field(max_length=USERNAME_LENGTH)]], Field(max_length=32)] = (
+        Field(default_factory=list)
+    )
+    """The users who approved the marking (four-eyes)."""
+    request_name: ObjectName | None = None
+    """The ModelDeploymentRequest carried out, if any."""
+    key_id: Digest | None = None
+    """The signing key's id (sha256 of its public key, DER SubjectPublicKeyInfo)."""
+    signature: Signature | None = None
+    """Ed25519 over the entry's hash and this marking; absent when the operator had no key."""
+
+
+class Watermark(ApiModel):
+    """Revisions below `revision` may have been pruned; every revision from it on must be present."""
+
+    revision: Annotated[int, Field(ge=1)]
+    """The oldest revision of the unbroken newest run kept in the history."""
+    key_id: Digest | None = None
+    """The signing key's id."""
+    signature: Signature | None = None
+    """Ed25519 over the deployment and `revision`."""
+
+
+class Seal(ApiModel):
+    """The operator's signature over its whole status, so no field of it is trusted unless it wrote it."""
+
+    key_id: Digest
+    """The signing key's id."""
+    signature: Signature
+    """Ed25519 over the deployment's UID and the sha256 of the status's canonical JSON (seal left out)."""
 
 
 class HistoryEntry(ApiModel):
@@ -222,18 +298,38 @@ class HistoryEntry(ApiModel):
     """The measurement behind an automatic rollback."""
     at: Timestamp
     """When the revision was decided."""
-    actor: Annotated[str, Field(min_length=1, max_length=SHORT_TEXT)]
-    """Who or what decided: a user name, `argocd`, or `modelledger/rule:<name>`."""
+    actor: Annotated[str, Field(min_length=1, max_length=USERNAME_LENGTH)]
+    """Who decided: the authenticated user, `modelledger/rule:<name>` (and the like) for the operator's
+    own decisions, or `unverified` when the identity could not be captured."""
+    actor_groups: Annotated[list[Annotated[str, Field(max_length=SHORT_TEXT)]], Field(max_length=128)] = (
+        Field(default_factory=list)
+    )
+    """The authenticated user's groups."""
+    actor_verified: bool | None = None
+    """Whether `actor` was authenticated by the apiserver (or is the operator); absent on old entries."""
+    approvers: Annotated[list[Annotated[str, Field(max_length=USERNAME_LENGTH)]], Field(max_length=32)] = (
+        Field(default_factory=list)
+    )
+    """The users whose approvals let a request through (four-eyes)."""
+    request_name: ObjectName | None = None
+    """The ModelDeploymentRequest this revision carried out, if any."""
     request_id: Annotated[str, Field(max_length=64)] | None = None
-    """The human request this revision carried out, if any."""
+    """Legacy: the status request this revision carried out (entries written before requests were objects)."""
     stable: bool = False
     """Whether this revision has been marked stable (automatically after bakeTime, or by a person)."""
+    stable_mark: StableMark | None = None
+    """Who marked it stable, signed; required whenever `stable` is true on a signed entry."""
     pipeline: PinnedPipeline | None = None
     """The pinned pipeline of the served version."""
     prev_hash: Annotated[str, Field(max_length=71, pattern=r"^(sha256:[0-9a-f]{64})?$")] = ""
     """The previous revision's `hash` (empty for the first): kept so a pruned history still verifies."""
     hash: Digest
-    """sha256 over `prevHash` and this entry's canonical JSON (all fields but `hash` and `stable`)."""
+    """sha256 over `prevHash` and this entry's canonical JSON (every field but `hash`, `stable`,
+    `stableMark`, `signature` and `keyId`)."""
+    key_id: Digest | None = None
+    """The signing key's id (sha256 of its public key, DER SubjectPublicKeyInfo)."""
+    signature: Signature | None = None
+    """Ed25519 over the deployment and `hash`; absent when the operator had no signing key."""
 
 
 class RuleStatus(ApiModel):
@@ -251,69 +347,27 @@ class RuleStatus(ApiModel):
     """Detail, e.g. the query error."""
 
 
-class HumanRequest(ApiModel):
-    """A person's request, written into status by the CLI and consumed exactly once by the operator."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.kind == 'Rollback' || !has(self.toRevision)",
-                    "message": "toRevision is only valid for a Rollback request",
-                    "fieldPath": ".toRevision",
-                },
-                {
-                    "rule": "self.kind == 'MarkStable' || !has(self.revision)",
-                    "message": "revision is only valid for a MarkStable request",
-                    "fieldPath": ".revision",
-                },
-            ]
-        }
-    )
-
-    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")]
-    """A unique id chosen by the CLI; the operator records the outcome under the same id."""
-    kind: Annotated[RequestKind, Field(strict=False)]
-    """`Rollback`, `MarkStable` or `Retry`."""
-    requested_by: Annotated[str, Field(min_length=1, max_length=SHORT_TEXT)]
-    """Who asked."""
-    reason: Annotated[str, Field(max_length=LONG_TEXT)] = ""
-    """Why, in the person's words; recorded in history."""
-    to_revision: Annotated[int, Field(ge=1)] | None = None
-    """Rollback: the revision to return to (default: the newest stable one)."""
-    revision: Annotated[int, Field(ge=1)] | None = None
-    """MarkStable: the revision to mark (default: the current one)."""
-    at: Timestamp
-    """When the request was made."""
-
-    @field_validator("to_revision")
-    @classmethod
-    def _to_revision_only_for_rollback(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if value is not None and info.data.get("kind") is not RequestKind.ROLLBACK:
-            raise ValueError("toRevision is only valid for a Rollback request")
-        return value
-
-    @field_validator("revision")
-    @classmethod
-    def _revision_only_for_mark_stable(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if value is not None and info.data.get("kind") is not RequestKind.MARK_STABLE:
-            raise ValueError("revision is only valid for a MarkStable request")
-        return value
-
-
 class HandledRequest(ApiModel):
-    """The outcome of a consumed human request, so the CLI can report it and it is never applied twice."""
+    """A decided request, kept in the status so it is never carried out twice (its object may go)."""
 
-    id: Annotated[str, Field(min_length=1, max_length=64)]
-    """The request's id."""
-    kind: Annotated[RequestKind, Field(strict=False)]
-    """The request's kind."""
-    outcome: Annotated[RequestOutcome, Field(strict=False)]
-    """`Applied` or `Rejected`."""
-    message: Annotated[str, Field(max_length=LONG_TEXT)] = ""
+    name: ObjectName
+    """The ModelDeploymentRequest's name."""
+    action: Annotated[RequestAction, Field(strict=False)]
+    """The request's action."""
+    phase: Annotated[RequestPhase, Field(strict=False)]
+    """`Applied`, `Rejected` or `Expired`."""
+    message: Annotated[str, Field(max_length=REASON_LENGTH)] = ""
     """What happened, e.g. the revision created or why it was refused."""
+    revision: Annotated[int, Field(ge=1)] | None = None
+    """The revision the request created or marked, if any."""
+    approvers: Annotated[list[Annotated[str, Field(max_length=USERNAME_LENGTH)]], Field(max_length=32)] = (
+        Field(default_factory=list)
+    )
+    """The users whose approvals counted."""
+    uid: Annotated[str, Field(max_length=128)] = ""
+    """The request object's UID (a request re-created under the same name is a new request)."""
     at: Timestamp
-    """When the operator handled it."""
+    """When the operator decided it."""
 
 
 class ModelDeploymentStatus(ApiModel):
@@ -347,14 +401,14 @@ class ModelDeploymentStatus(ApiModel):
         default_factory=list
     )
     """The last evaluation of each rollback rule."""
-    requests: Annotated[list[HumanRequest], Field(max_length=32, json_schema_extra=ID_KEYED_LIST)] = Field(
-        default_factory=list
-    )
-    """Pending human requests (rollback, mark-stable, retry), added by the CLI via the status subresource."""
     handled_requests: Annotated[
-        list[HandledRequest], Field(max_length=64, json_schema_extra=ID_KEYED_LIST)
+        list[HandledRequest], Field(max_length=64, json_schema_extra=NAME_KEYED_LIST)
     ] = Field(default_factory=list)
-    """Outcomes of the most recent consumed requests."""
+    """The most recent decided ModelDeploymentRequests, so none is carried out twice."""
+    history_watermark: Watermark | None = None
+    """Set once history was pruned: revisions below it may be missing, none above it."""
+    seal: Seal | None = None
+    """The operator's signature over this status; the operator acts on no status it cannot verify."""
     conditions: Annotated[list[Condition], Field(max_length=32, json_schema_extra=CONDITIONS_LIST)] = Field(
         default_factory=list
     )
@@ -378,10 +432,10 @@ class ModelDeploymentStatus(ApiModel):
         require_unique([rule.name for rule in rules], "rule name")
         return rules
 
-    @field_validator("requests", "handled_requests")
+    @field_validator("handled_requests")
     @classmethod
-    def _request_ids_unique(cls, requests: list[HumanRequest] | list[HandledRequest]) -> Any:
-        require_unique([request.id for request in requests], "request id")
+    def _request_names_unique(cls, requests: list[HandledRequest]) -> list[HandledRequest]:
+        require_unique([request.name for request in requests], "request name")
         return requests
 
     @field_validator("conditions")
@@ -403,4 +457,4 @@ class ModelDeployment(ApiModel):
     spec: ModelDeploymentSpec
     """The desired state, owned by Git; the operator never writes it."""
     status: ModelDeploymentStatus | None = None
-    """Observed state and history, written by the operator (and requests, by the CLI)."""
+    """Observed state and signed history, written by the operator only."""

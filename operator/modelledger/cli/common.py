@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn, cast
 
@@ -21,10 +21,14 @@ from modelledger.api.duration import parse_duration
 console = Console(width=None if sys.stdout.isatty() else 200)
 errors = Console(stderr=True)
 
-EXIT_FAILED = 1  # the operation ran and failed (request rejected, chain broken)
-EXIT_USAGE = 2  # bad arguments, unknown deployment, no such revision
-EXIT_FORBIDDEN = 3  # RBAC said no
-EXIT_UNREACHABLE = 4  # no cluster, or it did not answer
+# Exit codes, the same for every command (docs/audit.md, DESIGN.md):
+EXIT_OK = 0
+EXIT_FAILED = 1  # verification failed, a gate not met, a request Rejected or Expired
+EXIT_USAGE = 2  # bad arguments, an unreadable input file
+EXIT_NOT_FOUND = 3  # no such object (deployment, request, published key)
+EXIT_FORBIDDEN = 3  # RBAC said no (401/403): the same code as not found
+EXIT_UNREACHABLE = 4  # no cluster (or Prometheus), or it did not answer
+EXIT_UNSIGNED = 5  # `audit verify` only: consistent, but unsigned entries (never reported as verified)
 
 
 def add_cluster_args(parser: argparse.ArgumentParser, *, namespace: bool = True) -> None:
@@ -38,6 +42,13 @@ def add_cluster_args(parser: argparse.ArgumentParser, *, namespace: bool = True)
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     errors.print(f"[bold red]error:[/] {message}", highlight=False)
     sys.exit(code)
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    username: str
+    uid: str
+    groups: tuple[str, ...]
 
 
 class Cluster:
@@ -71,24 +82,55 @@ class Cluster:
         except ApiException as error:
             api_error(error, f"ModelDeployment {name} in namespace {self.namespace}")
 
-    def whoami(self) -> str:
-        """The authenticated user name (SelfSubjectReview), as the apiserver sees these credentials."""
+    def get_object(self, plural: str, name: str, kind: str) -> dict[str, Any]:
+        try:
+            return cast(
+                dict[str, Any],
+                self.objects.get_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name),
+            )
+        except ApiException as error:
+            api_error(error, f"{kind} {name} in namespace {self.namespace}")
+
+    def user_info(self) -> UserInfo | None:
+        """The authenticated identity (SelfSubjectReview), as the apiserver sees these credentials."""
         try:
             review = kubernetes.client.AuthenticationV1Api(self.client).create_self_subject_review(
                 cast(Any, {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
             )
-            name = review.status.user_info.username if review.status and review.status.user_info else None
         except ApiException:
-            name = None
-        return name or getpass.getuser()
+            return None
+        info = review.status.user_info if review.status else None
+        if info is None or not info.username:
+            return None
+        return UserInfo(info.username, info.uid or "", tuple(info.groups or ()))
+
+    def whoami(self) -> str:
+        """The authenticated user name, for `generatedBy` in reports (`unknown` when it cannot be asked)."""
+        info = self.user_info()
+        return info.username if info else "unknown"
+
+
+UNAVAILABLE = (502, 503, 504)  # a proxy or the apiserver itself could not answer
 
 
 def api_error(error: ApiException, what: str) -> NoReturn:
     if error.status == 404:
-        fail(f"{what} not found")
+        fail(f"{what} not found", EXIT_NOT_FOUND)
     if error.status in (401, 403):
         fail(f"not allowed: {what}: {error.reason}", EXIT_FORBIDDEN)
-    fail(f"{what}: {error.status} {error.reason}", EXIT_FAILED if error.status else EXIT_UNREACHABLE)
+    if not error.status or error.status in UNAVAILABLE:
+        fail(f"cluster unreachable: {what}: {error.status or ''} {error.reason}".strip(), EXIT_UNREACHABLE)
+    fail(f"{what}: {error.status} {error.reason}", EXIT_FAILED)
+
+
+def unreachable(error: Exception, what: str = "the cluster") -> NoReturn:
+    """A connection error (refused, DNS, TLS, timeout) raised by the client outside ApiException."""
+    fail(f"{what} unreachable: {_first_line(error)}", EXIT_UNREACHABLE)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error) or type(error).__name__
+    return text.splitlines()[0][:300]
 
 
 def parse_deployment(raw: dict[str, Any]) -> ModelDeployment:

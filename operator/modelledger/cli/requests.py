@@ -1,24 +1,30 @@
-"""`modelledger rollback | mark-stable | retry`: a person's request, written into the ModelDeployment's
-status subresource (never its spec, so RBAC can grant requests apart from spec edits). The operator
-consumes each request exactly once and records the outcome under the request's id, which these
-commands wait for and print.
+"""`modelledger rollback | mark-stable | retry | approve`: a person's request, as a ModelDeploymentRequest.
+
+The command creates the request object and waits for the operator's answer in its status. Admission
+stamps (or verifies) `spec.requester` with the identity the apiserver authenticated, so what the client
+claims is never what is recorded; the CLI fills it in from a SelfSubjectReview, which admission then
+checks. Exit codes: 0 applied; 1 rejected, expired, or no answer in time; 3 not found or forbidden.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-import uuid
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from kubernetes.client.exceptions import ApiException
 
-from modelledger.api import HumanRequest, RequestKind, RequestOutcome
+from modelledger.api import (
+    TERMINAL_PHASES,
+    ModelDeploymentRequestSpec,
+    RequestAction,
+    Requester,
+    RequestPhase,
+)
 from modelledger.api.common import GROUP, VERSION
 from modelledger.cli.common import EXIT_FAILED, Cluster, add_cluster_args, api_error, console, fail
 
-MERGE = "application/merge-patch+json"
+PLURAL = "modeldeploymentrequests"
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -28,22 +34,27 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     rollback.add_argument("deployment")
     rollback.add_argument("--to-revision", type=int, help="the revision to return to")
     rollback.add_argument("--reason", required=True, help="why: recorded in the history")
-    rollback.set_defaults(handler=_handler(RequestKind.ROLLBACK))
+    rollback.set_defaults(handler=_handler(RequestAction.ROLLBACK))
 
     mark = subparsers.add_parser("mark-stable", help="mark a revision stable (default: the serving one)")
     mark.add_argument("deployment")
     mark.add_argument("--revision", type=int, help="the revision to mark")
     mark.add_argument("--reason", default="", help="why: recorded in the audit trail")
-    mark.set_defaults(handler=_handler(RequestKind.MARK_STABLE))
+    mark.set_defaults(handler=_handler(RequestAction.MARK_STABLE))
 
     retry = subparsers.add_parser(
         "retry", help="lift the quarantine on the desired version so it deploys again"
     )
     retry.add_argument("deployment")
     retry.add_argument("--reason", default="", help="why: recorded in the audit trail")
-    retry.set_defaults(handler=_handler(RequestKind.RETRY))
+    retry.set_defaults(handler=_handler(RequestAction.RETRY))
 
-    for parser in (rollback, mark, retry):
+    approve = subparsers.add_parser("approve", help="approve another person's pending request (four-eyes)")
+    approve.add_argument("request", help="the ModelDeploymentRequest to approve")
+    approve.add_argument("--reason", default="", help="why: recorded in the audit trail")
+    approve.set_defaults(handler=_handler(RequestAction.APPROVE))
+
+    for parser in (rollback, mark, retry, approve):
         parser.add_argument(
             "--timeout",
             type=float,
@@ -53,71 +64,81 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         add_cluster_args(parser)
 
 
-def _handler(kind: RequestKind) -> Any:
+def _handler(action: RequestAction) -> Any:
     def handle(args: argparse.Namespace) -> int:
-        return submit(args, kind)
+        return submit(args, action)
 
     return handle
 
 
-def submit(args: argparse.Namespace, kind: RequestKind) -> int:
+def _spec(cluster: Cluster, args: argparse.Namespace, action: RequestAction) -> ModelDeploymentRequestSpec:
+    user = cluster.user_info()
+    requester = Requester(username=user.username, uid=user.uid, groups=list(user.groups)) if user else None
+    if action is RequestAction.APPROVE:
+        target = cluster.get_object(PLURAL, args.request, "ModelDeploymentRequest")
+        deployment = str(target.get("spec", {}).get("deployment", ""))
+        return ModelDeploymentRequestSpec(
+            deployment=deployment,
+            action=action,
+            approves=args.request,
+            reason=args.reason,
+            requester=requester,
+        )
+    revision = getattr(args, "to_revision", None) or getattr(args, "revision", None)
+    return ModelDeploymentRequestSpec(
+        deployment=args.deployment, action=action, revision=revision, reason=args.reason, requester=requester
+    )
+
+
+def submit(args: argparse.Namespace, action: RequestAction) -> int:
     cluster = Cluster(args)
-    request = HumanRequest(
-        id=f"{kind.value.lower()}-{uuid.uuid4().hex[:10]}",
-        kind=kind,
-        requested_by=cluster.whoami(),
-        reason=args.reason,
-        to_revision=getattr(args, "to_revision", None),
-        revision=getattr(args, "revision", None),
-        at=datetime.now(UTC),
-    )
-    _append_request(cluster, args.deployment, request)
-    console.print(
-        f"{kind.value} request [bold]{request.id}[/] sent by {request.requested_by}", highlight=False
-    )
+    try:
+        spec = _spec(cluster, args, action)
+    except ValueError as error:
+        fail(f"invalid request: {error}")
+    if action is not RequestAction.APPROVE:
+        cluster.get_deployment(spec.deployment)  # a clear "not found" before anything is created
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeploymentRequest",
+        "metadata": {"generateName": f"{spec.deployment}-{action.value.lower()}-"},
+        "spec": spec.to_wire(),
+    }
+    try:
+        created = cast(
+            dict[str, Any],
+            cluster.objects.create_namespaced_custom_object(GROUP, VERSION, cluster.namespace, PLURAL, body),
+        )
+    except ApiException as error:
+        api_error(error, f"{action.value} request on ModelDeployment {spec.deployment}")
+    name = created["metadata"]["name"]
+    who = (created.get("spec", {}).get("requester") or {}).get("username", "?")
+    console.print(f"{action.value} request [bold]{name}[/] created by {who}", highlight=False)
     if args.timeout <= 0:
         return 0
-    deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline:
-        status = cluster.get_deployment(args.deployment).get("status") or {}
-        handled = next((h for h in status.get("handledRequests") or [] if h.get("id") == request.id), None)
-        if handled is not None:
-            applied = handled.get("outcome") == RequestOutcome.APPLIED.value
+    return wait(cluster, name, args.timeout)
+
+
+def wait(cluster: Cluster, name: str, timeout: float) -> int:
+    """Wait for the request to be decided; print the outcome; the exit code says which."""
+    deadline = time.monotonic() + timeout
+    announced = ""
+    while True:
+        status = cluster.get_object(PLURAL, name, "ModelDeploymentRequest").get("status") or {}
+        phase = status.get("phase")
+        if phase in {p.value for p in TERMINAL_PHASES}:
+            applied = phase == RequestPhase.APPLIED.value
             colour = "green" if applied else "red"
-            console.print(
-                f"[{colour}]{handled.get('outcome')}[/]: {handled.get('message', '')}", highlight=False
-            )
+            console.print(f"[{colour}]{phase}[/]: {status.get('message', '')}", highlight=False)
             return 0 if applied else EXIT_FAILED
+        if phase == RequestPhase.PENDING.value and status.get("message") and status["message"] != announced:
+            announced = status["message"]
+            console.print(f"[yellow]Pending[/]: {announced}", highlight=False)
+        if time.monotonic() >= deadline:
+            break
         time.sleep(0.5)
     fail(
-        f"no answer from the operator within {args.timeout:g} s (is it running?); "
-        f"the request {request.id} stays queued",
+        f"no decision on {name} within {timeout:g} s (is the operator running? does it wait for "
+        "approvals?); the request stays pending",
         EXIT_FAILED,
     )
-
-
-def _append_request(cluster: Cluster, name: str, request: HumanRequest, attempts: int = 5) -> None:
-    """Add to status.requests under the read resourceVersion, so concurrent writers never lose one."""
-    for _ in range(attempts):
-        raw = cluster.get_deployment(name)
-        pending = list((raw.get("status") or {}).get("requests") or [])
-        patch = {
-            "metadata": {"resourceVersion": raw["metadata"]["resourceVersion"]},
-            "status": {"requests": [*pending, request.to_wire()]},
-        }
-        try:
-            cluster.objects.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                cluster.namespace,
-                "modeldeployments",
-                name,
-                patch,
-                field_manager="modelledger-cli",
-                _content_type=MERGE,
-            )
-            return
-        except ApiException as error:
-            if error.status != 409:
-                api_error(error, f"request on ModelDeployment {name}")
-    fail(f"ModelDeployment {name} kept changing; try again", EXIT_FAILED)

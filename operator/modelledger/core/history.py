@@ -1,9 +1,10 @@
 """The revision history: a hash chain of what served, newest first, bounded but never losing what matters.
 
 Each entry's `hash` is sha256 over the previous entry's hash and the entry's canonical JSON, so editing,
-removing or reordering an entry breaks the chain from there on. `stable` is left out of the hash: it is
-the one field that changes after an entry is written (a bake time later, or by a person), and its
-changes are audited as their own decisions.
+removing or reordering an entry breaks the chain from there on. `stable` and its signed `stableMark` are
+left out of the hash: they are what changes after an entry is written (a bake time later, or by a
+person). The signatures are left out too: they sign the hash (see core/trust.py). Anyone can recompute a
+hash, so the hash alone proves nothing against someone who rewrites the chain; the signatures do.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from modelledger.api import Evidence, HistoryEntry, PinnedPipeline, RevisionCause
+from modelledger.api import Evidence, HistoryEntry, PinnedPipeline, RevisionCause, StableMark
 
 GENESIS = ""  # the "previous hash" of the first revision
-_MUTABLE = frozenset({"hash", "stable"})
+# Not hashed: the hash itself, what changes later (stability), and the signatures over the hash.
+_UNHASHED = frozenset({"hash", "stable", "stableMark", "signature", "keyId"})
 
 
 def canonical_json(document: dict[str, Any]) -> bytes:
@@ -27,7 +29,7 @@ def canonical_json(document: dict[str, Any]) -> bytes:
 
 
 def hashed_fields(entry: HistoryEntry) -> dict[str, Any]:
-    return {k: v for k, v in entry.to_wire().items() if k not in _MUTABLE}
+    return {k: v for k, v in entry.to_wire().items() if k not in _UNHASHED}
 
 
 def entry_hash(entry: HistoryEntry) -> str:
@@ -50,7 +52,10 @@ def append(
     reason: str = "",
     rule: str | None = None,
     evidence: Evidence | None = None,
-    request_id: str | None = None,
+    actor_verified: bool = False,
+    actor_groups: Sequence[str] = (),
+    approvers: Sequence[str] = (),
+    request_name: str | None = None,
 ) -> list[HistoryEntry]:
     """The history with a new newest revision, chained to the previous newest."""
     newest = history[0] if history else None
@@ -59,11 +64,14 @@ def append(
         version=version,
         cause=cause,
         actor=actor,
+        actor_groups=list(actor_groups),
+        actor_verified=actor_verified,
+        approvers=list(approvers),
+        request_name=request_name,
         at=at,
         reason=reason,
         rule=rule,
         evidence=evidence,
-        request_id=request_id,
         pipeline=pipeline,
         prev_hash=newest.hash if newest else GENESIS,
         hash="sha256:" + "0" * 64,  # replaced below, once every other field is final
@@ -72,8 +80,12 @@ def append(
     return [entry, *history]
 
 
-def mark_stable(history: Sequence[HistoryEntry], revision: int) -> list[HistoryEntry]:
-    return [e.model_copy(update={"stable": True}) if e.revision == revision else e for e in history]
+def mark_stable(history: Sequence[HistoryEntry], revision: int, mark: StableMark) -> list[HistoryEntry]:
+    """Mark one revision stable, saying who and when (the operator signs the mark before it is written)."""
+    return [
+        e.model_copy(update={"stable": True, "stable_mark": mark}) if e.revision == revision else e
+        for e in history
+    ]
 
 
 def newest_stable(
@@ -95,19 +107,33 @@ def prune(history: Sequence[HistoryEntry], limit: int, serving: int | None) -> l
     return [e for i, e in enumerate(history) if i < limit or e.revision in (serving, stable)]
 
 
+def unbroken_from(history: Sequence[HistoryEntry]) -> int | None:
+    """The oldest revision of the unbroken run that ends at the newest: the pruning watermark."""
+    kept = {e.revision for e in history}
+    if not kept:
+        return None
+    revision = max(kept)
+    while revision - 1 in kept:
+        revision -= 1
+    return revision
+
+
 @dataclass(frozen=True)
 class ChainBreak:
     revision: int
     problem: str
 
 
-def verify(history: Sequence[HistoryEntry], limit: int | None = None) -> ChainBreak | None:
+def verify(
+    history: Sequence[HistoryEntry], limit: int | None = None, complete_from: int | None = None
+) -> ChainBreak | None:
     """The first (oldest) entry whose hash or link is wrong, or None when the chain holds.
 
-    Pruning only drops revisions older than the newest `limit`, so with `limit` given a revision
-    missing among the newest `limit` was removed by hand. Every kept entry must hash correctly and
-    link to its predecessor when that is kept, so an edit is caught. A rewrite of the whole tail with
-    recomputed hashes needs an anchor outside the object: the append-only audit log.
+    Every revision from `complete_from` (the signed pruning watermark, or 1) to the newest must be
+    present. Unsigned histories from before the watermark existed give `limit` instead: pruning only
+    drops revisions older than the newest `limit`. Every kept entry must hash correctly and link to its
+    predecessor when that is kept, so an edit is caught. A rewrite with recomputed hashes is caught by
+    the signatures (core/trust.py), not here.
     """
     ordered = sorted(history, key=lambda e: e.revision)
     if [e.revision for e in history] != [e.revision for e in reversed(ordered)]:
@@ -115,12 +141,17 @@ def verify(history: Sequence[HistoryEntry], limit: int | None = None) -> ChainBr
             e.revision for e, o in zip(history, reversed(ordered), strict=True) if e.revision != o.revision
         )
         return ChainBreak(out_of_order, "history is not ordered newest first")
-    if limit is not None and ordered:
+    if (limit is not None or complete_from is not None) and ordered:
         newest = ordered[-1].revision
         kept = {e.revision for e in ordered}
-        window = range(max(1, newest - limit + 1), newest + 1)
-        if missing := [r for r in window if r not in kept]:
-            return ChainBreak(missing[0], "revision removed (pruning keeps the newest revisionHistoryLimit)")
+        start = complete_from if complete_from is not None else newest - (limit or 0) + 1
+        if missing := [r for r in range(max(1, start), newest + 1) if r not in kept]:
+            why = (
+                f"pruning watermark is {complete_from}"
+                if complete_from is not None
+                else "pruning keeps the newest revisionHistoryLimit"
+            )
+            return ChainBreak(missing[0], f"revision removed ({why})")
     for previous, entry in zip([None, *ordered], ordered, strict=False):
         if entry.hash != entry_hash(entry):
             return ChainBreak(entry.revision, "content does not match its hash (entry altered)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from modelledger.api import (
@@ -19,28 +19,55 @@ from modelledger.api import (
     Evidence,
     HandledRequest,
     HistoryEntry,
-    HumanRequest,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     ModelVersion,
-    RequestKind,
-    RequestOutcome,
+    RequestAction,
+    RequestPhase,
     RevisionCause,
     RuleState,
     RuleStatus,
+    StableMark,
+    Watermark,
     format_duration,
 )
-from modelledger.core import history, promql
+from modelledger.api.modeldeploymentrequest import REASON_LENGTH
+from modelledger.core import history, promql, trust
+from modelledger.core.actors import NOBODY_VERIFIED, OPERATOR, Identity
 from modelledger.core.rules import Breach, verdict
+from modelledger.core.trust import HistoryCheck, Verdict
 from modelledger.core.workload import WorkloadState, pinned_pipeline, selector_string
 
-HANDLED_REQUESTS_KEPT = 20
+HANDLED_REQUESTS_KEPT = 64
 BAKE_ACTOR = "modelledger/bake"
 REVOCATION_ACTOR = "modelledger/revocation"
+MESSAGE_LIMIT = 1024
 
 
 def rule_actor(rule: str) -> str:
     return f"modelledger/rule:{rule}"
+
+
+@dataclass(frozen=True)
+class Request:
+    """A ModelDeploymentRequest as the decisions see it (parsed and checked by the handler)."""
+
+    name: str
+    uid: str
+    action: RequestAction
+    requester: Identity
+    created: datetime  # metadata.creationTimestamp: set by the apiserver
+    reason: str = ""
+    revision: int | None = None
+    approves: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    phase: RequestPhase
+    message: str
+    revision: int | None = None
+    approvers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,11 +82,15 @@ class Situation:
     versions: Mapping[str, ModelVersion]  # the namespace's ModelVersions by name
     workload: WorkloadState | None
     now: datetime
-    spec_actor: str = "unknown"  # who last set spec.version (its managedFields manager)
+    spec_actor: Identity = NOBODY_VERIFIED  # who last set spec.version, as admission stamped it
     rules: Sequence[RuleStatus] | None = (
         None  # a fresh evaluation of the serving revision; None keeps the recorded
     )
     query_errors: Mapping[str, str] | None = None  # rule -> why its query failed, in the fresh evaluation
+    requests: Sequence[Request] = ()  # this deployment's undecided requests (and their approvals)
+    trust: HistoryCheck | None = None  # the status's verification; None: not checked (tests of the rest)
+    signing: bool = True  # whether the operator holds a signing key
+    adopt_unsigned: bool = False  # take an unsigned (pre-signing) history as it is, once, and sign on
 
 
 @dataclass(frozen=True)
@@ -75,21 +106,45 @@ class Decision:
     cause: RevisionCause | None = None
     evidence: Evidence | None = None
     rule: str | None = None
+    request: str | None = None
 
 
 @dataclass
 class Plan:
     status: ModelDeploymentStatus
     decisions: list[Decision] = field(default_factory=list)
+    outcomes: dict[str, RequestOutcome] = field(default_factory=dict)  # request name -> its answer
+    hold: str | None = None  # why the workload must be left as it is (HistoryTampered, ...)
+    sealable: bool = True  # False: the status is not the operator's, so it must not be signed as such
 
     @property
     def serving(self) -> HistoryEntry | None:
         return history.current(self.status.history, self.status.current_revision)
 
 
+class _Hold(Exception):
+    """Stop deciding: something the decision would act on does not verify."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
 def reconcile(s: Situation) -> Plan:
+    if (refused := _refuse_unverifiable(s)) is not None:
+        return refused
+    try:
+        return _decide(s)
+    except _Hold as hold:
+        return _held(s, hold.reason, hold.message, sealable=True)
+
+
+def _decide(s: Situation) -> Plan:
     plan = Plan(s.status.model_copy(deep=True))
     st = plan.status
+    _require_pinned(s, plan.serving)
+    adopted = _adopt(s, plan)
     retried_by = _handle_requests(s, plan)
     _handle_revocation(s, plan)
     problem = _deploy_desired(s, plan, retried_by)
@@ -100,8 +155,90 @@ def reconcile(s: Situation) -> Plan:
     _forget_rules_of_a_replaced_revision(s, plan)
     _mark_stable_after_bake(s, plan)
     _summarise(s, plan, problem, degraded)
+    _verified_condition(s, plan, adopted)
     st.history = history.prune(st.history, s.spec.revision_history_limit, st.current_revision)
+    _set_watermark(plan)
     return plan
+
+
+# --- trust: act only on a status the operator can verify as its own ---------------------------------
+
+
+def _refuse_unverifiable(s: Situation) -> Plan | None:
+    check = s.trust
+    if check is None:
+        return None
+    if check.verdict is Verdict.TAMPERED:
+        return _held(s, "HistoryTampered", f"history does not verify: {check.describe()}", sealable=False)
+    if check.verdict is Verdict.SIGNED and not s.signing:
+        message = "the history is signed but this operator has no signing key, so it cannot extend it"
+        return _held(s, "SigningKeyUnavailable", message, sealable=False)
+    if check.verdict is Verdict.UNSIGNED and s.signing and not s.adopt_unsigned:
+        message = (
+            f"the history is unsigned ({check.describe()}); the operator signs every entry it writes, so "
+            "an unsigned history was written before signing or by someone else. See docs/security.md "
+            "(repair) and docs/upgrade.md (--adopt-unsigned-history)"
+        )
+        return _held(s, "HistoryUnsigned", message, sealable=False)
+    return None
+
+
+def _held(s: Situation, reason: str, message: str, *, sealable: bool) -> Plan:
+    """Touch nothing that serves: say why, once (an Event and an audit record), and wait for a person."""
+    plan = Plan(s.status.model_copy(deep=True), hold=reason, sealable=sealable)
+    if _set_condition(s, plan, "HistoryVerified", False, reason, message):
+        plan.decisions.append(Decision(reason, message[:MESSAGE_LIMIT], warning=True))
+    _set_condition(s, plan, "Ready", False, reason, message)
+    plan.status.phase = DeploymentPhase.FAILED
+    plan.status.observed_generation = s.generation
+    return plan
+
+
+def _adopt(s: Situation, plan: Plan) -> bool:
+    """An unsigned history taken on with --adopt-unsigned-history: said once, then signed from here on."""
+    adopting = s.trust is not None and s.trust.verdict is Verdict.UNSIGNED and s.signing
+    if adopting:
+        plan.decisions.append(
+            Decision(
+                "HistoryAdopted",
+                f"unsigned history adopted as it is ({s.trust.describe() if s.trust else ''}); "
+                "the operator signs it from now on",
+                warning=True,
+            )
+        )
+    return adopting
+
+
+def _verified_condition(s: Situation, plan: Plan, adopted: bool) -> None:
+    if s.trust is None:
+        return
+    if not s.signing:
+        _set_condition(
+            s, plan, "HistoryVerified", False, "Unsigned",
+            "the operator has no signing key: its entries are unsigned and verify as such",
+        )  # fmt: skip
+        return
+    reason = "Adopted" if adopted else "Signed"
+    _set_condition(s, plan, "HistoryVerified", True, reason, "chain, signatures and status seal verify")
+
+
+def _require_pinned(s: Situation, entry: HistoryEntry | None) -> None:
+    """Serve a revision only as it was pinned: the same ModelVersion object with the same digests."""
+    if entry is None or entry.version not in s.versions:
+        return
+    version = s.versions[entry.version]
+    if problem := trust.pipeline_mismatch(entry, version, str(version.metadata.get("uid") or "")):
+        raise _Hold("PipelineMismatch", f"revision {entry.revision}: {problem}")
+
+
+def _set_watermark(plan: Plan) -> None:
+    """After pruning, record (signed, later) below which revision gaps are pruning and not tampering."""
+    st = plan.status
+    start = history.unbroken_from(st.history)
+    if start is None or start <= 1:
+        return
+    if st.history_watermark is None or st.history_watermark.revision != start:
+        st.history_watermark = Watermark(revision=start)
 
 
 def _forget_rules_of_a_replaced_revision(s: Situation, plan: Plan) -> None:
@@ -110,41 +247,149 @@ def _forget_rules_of_a_replaced_revision(s: Situation, plan: Plan) -> None:
         plan.status.rules = []
 
 
-# --- requests from people (CLI → status.requests), each consumed exactly once ---------------------
+# --- requests from people (ModelDeploymentRequest objects), each decided exactly once ---------------
 
 
-def _handle_requests(s: Situation, plan: Plan) -> str | None:
-    """Apply pending requests in order; returns who asked for a retry, if someone did."""
-    st = plan.status
-    done = {h.id for h in st.handled_requests}
-    retried_by: str | None = None
-    handled: list[HandledRequest] = []
-    for request in sorted(st.requests, key=lambda r: (r.at, r.id)):
-        if request.id in done:
-            continue
-        if request.kind is RequestKind.ROLLBACK:
-            outcome, message = _manual_rollback(s, plan, request)
-        elif request.kind is RequestKind.MARK_STABLE:
-            outcome, message = _manual_mark_stable(s, plan, request)
-        else:
-            outcome, message = _retry(s, plan, request)
-            retried_by = request.requested_by if outcome is RequestOutcome.APPLIED else retried_by
-        handled.append(
-            HandledRequest(id=request.id, kind=request.kind, outcome=outcome, message=message, at=s.now)
-        )
-        if outcome is RequestOutcome.REJECTED:
-            plan.decisions.append(
-                Decision(
-                    "RequestRejected",
-                    f"{request.kind.value} request {request.id} "
-                    f"by {request.requested_by} rejected: {message}",
-                    warning=True,
-                    actor=request.requested_by,
-                )
+def _handled(plan: Plan, request: Request) -> HandledRequest | None:
+    return next(
+        (h for h in plan.status.handled_requests if h.name == request.name and h.uid == request.uid), None
+    )
+
+
+def _record(s: Situation, plan: Plan, request: Request, outcome: RequestOutcome) -> None:
+    """Keep the decision in status (never carried out twice) and report it on the request."""
+    plan.outcomes[request.name] = outcome
+    if outcome.phase is RequestPhase.PENDING:
+        return
+    handled = HandledRequest(
+        name=request.name,
+        uid=request.uid,
+        action=request.action,
+        phase=outcome.phase,
+        message=outcome.message[:REASON_LENGTH],
+        revision=outcome.revision,
+        approvers=list(outcome.approvers),
+        at=s.now,
+    )
+    plan.status.handled_requests = [handled, *plan.status.handled_requests][:HANDLED_REQUESTS_KEPT]
+    if outcome.phase is not RequestPhase.APPLIED:
+        plan.decisions.append(
+            Decision(
+                "RequestRejected" if outcome.phase is RequestPhase.REJECTED else "RequestExpired",
+                f"{request.action.value} request {request.name} by {request.requester.name}: "
+                f"{outcome.phase.value}: {outcome.message}",
+                warning=True,
+                actor=request.requester.name,
+                request=request.name,
             )
-    st.requests = []
-    st.handled_requests = [*reversed(handled), *st.handled_requests][:HANDLED_REQUESTS_KEPT]
+        )
+
+
+def _handle_requests(s: Situation, plan: Plan) -> Identity | None:
+    """Decide pending requests in order; returns who retried (and their approvers), if someone did."""
+    retried_by: Identity | None = None
+    ordered = sorted(s.requests, key=lambda r: (r.created, r.name))
+    approvals = [r for r in ordered if r.action is RequestAction.APPROVE]
+    for request in ordered:
+        if (done := _handled(plan, request)) is not None:
+            plan.outcomes[request.name] = RequestOutcome(
+                done.phase, done.message, done.revision, tuple(done.approvers)
+            )
+            continue
+        if request.action is RequestAction.APPROVE:
+            continue  # decided with the request it approves, below
+        outcome = _gate(s, request, approvals)
+        if outcome is None:
+            approvers = _counted_approvers(s, request, approvals)
+            outcome = _carry_out(s, plan, request, approvers)
+            if request.action is RequestAction.RETRY and outcome.phase is RequestPhase.APPLIED:
+                retried_by = replace(request.requester, approvers=approvers, request=request.name)
+        _record(s, plan, request, outcome)
+    for approval in approvals:
+        if _handled(plan, approval) is None:
+            _record(s, plan, approval, _approval_outcome(s, plan, approval))
     return retried_by
+
+
+def _needs_approval(s: Situation, request: Request) -> bool:
+    return any(action.value == request.action.value for action in s.spec.approval.required_for)
+
+
+def _approval_problem(s: Situation, target: Request, approval: Request) -> str | None:
+    """Why an approval does not count, or None when it does."""
+    who = approval.requester
+    if not who.verified:
+        return "the approver's identity is not verified (are the admission policies installed?)"
+    if who.name == target.requester.name:
+        return "the requester's own approval does not count"
+    groups = s.spec.approval.approver_groups
+    if groups and not set(groups) & set(who.groups):
+        return f"{who.name} is in none of the approver groups ({', '.join(groups)})"
+    return None
+
+
+def _counted_approvers(s: Situation, target: Request, approvals: Sequence[Request]) -> tuple[str, ...]:
+    names = {
+        a.requester.name
+        for a in approvals
+        if a.approves == target.name and _approval_problem(s, target, a) is None
+    }
+    return tuple(sorted(names))
+
+
+def _gate(s: Situation, request: Request, approvals: Sequence[Request]) -> RequestOutcome | None:
+    """Pending, Expired or Rejected while four-eyes holds the request; None when it may go ahead."""
+    if not _needs_approval(s, request):
+        return None
+    if not request.requester.verified:
+        return RequestOutcome(
+            RequestPhase.REJECTED,
+            "four-eyes needs verified identities, and this requester's is not (admission policies missing)",
+        )
+    counted = _counted_approvers(s, request, approvals)
+    wanted = s.spec.approval.approvals
+    if len(counted) >= wanted:
+        return None
+    if s.now - request.created >= s.spec.approval.timeout:
+        return RequestOutcome(
+            RequestPhase.EXPIRED,
+            f"{len(counted)} of {wanted} approvals within {format_duration(s.spec.approval.timeout)}",
+            approvers=counted,
+        )
+    groups = s.spec.approval.approver_groups
+    return RequestOutcome(
+        RequestPhase.PENDING,
+        f"waiting for {wanted - len(counted)} more approval(s)"
+        + (f" from {', '.join(groups)}" if groups else "")
+        + f"; approve with `modelledger approve {request.name} -n {s.namespace}`",
+        approvers=counted,
+    )
+
+
+def _approval_outcome(s: Situation, plan: Plan, approval: Request) -> RequestOutcome:
+    target = next((r for r in s.requests if r.name == approval.approves), None)
+    if target is None:
+        return RequestOutcome(
+            RequestPhase.REJECTED, f"no request {approval.approves} on ModelDeployment {s.name}"
+        )
+    if problem := _approval_problem(s, target, approval):
+        return RequestOutcome(RequestPhase.REJECTED, problem)
+    decided = plan.outcomes.get(target.name)
+    if not _needs_approval(s, target):
+        return RequestOutcome(RequestPhase.REJECTED, f"{target.name} needs no approval")
+    if decided is None or decided.phase is RequestPhase.PENDING:
+        return RequestOutcome(RequestPhase.PENDING, f"counted for {target.name}, which still waits")
+    if decided.phase is RequestPhase.APPLIED:
+        return RequestOutcome(RequestPhase.APPLIED, f"counted: {target.name} was applied", decided.revision)
+    return RequestOutcome(RequestPhase.REJECTED, f"{target.name} was {decided.phase.value.lower()}")
+
+
+def _carry_out(s: Situation, plan: Plan, request: Request, approvers: tuple[str, ...]) -> RequestOutcome:
+    if request.action is RequestAction.ROLLBACK:
+        return _manual_rollback(s, plan, request, approvers)
+    if request.action is RequestAction.MARK_STABLE:
+        return _manual_mark_stable(s, plan, request, approvers)
+    return _retry(s, plan, request, approvers)
 
 
 def _usable(s: Situation, version: str) -> bool:
@@ -152,89 +397,120 @@ def _usable(s: Situation, version: str) -> bool:
     return found is not None and not found.spec.revoked
 
 
-def _manual_rollback(s: Situation, plan: Plan, request: HumanRequest) -> tuple[RequestOutcome, str]:
+def _manual_rollback(
+    s: Situation, plan: Plan, request: Request, approvers: tuple[str, ...]
+) -> RequestOutcome:
     st = plan.status
     serving = plan.serving
+    rejected = RequestPhase.REJECTED
     if serving is None:
-        return RequestOutcome.REJECTED, "nothing is serving yet"
-    if request.to_revision is not None:
-        target = history.current(st.history, request.to_revision)
+        return RequestOutcome(rejected, "nothing is serving yet")
+    if request.revision is not None:
+        target = history.current(st.history, request.revision)
         if target is None:
-            return RequestOutcome.REJECTED, f"no revision {request.to_revision} in the history"
+            return RequestOutcome(rejected, f"no revision {request.revision} in the history")
         if target.revision == serving.revision:
-            return RequestOutcome.REJECTED, f"revision {target.revision} is already serving"
+            return RequestOutcome(rejected, f"revision {target.revision} is already serving")
         if not _usable(s, target.version):
-            return RequestOutcome.REJECTED, f"version {target.version} is revoked or gone"
+            return RequestOutcome(rejected, f"version {target.version} is revoked or gone")
     else:
         target = history.newest_stable(
             st.history, other_than=serving.revision, usable=lambda v: _usable(s, v)
         )
         if target is None:
-            return RequestOutcome.REJECTED, "no stable revision to roll back to"
+            return RequestOutcome(rejected, "no stable revision to roll back to")
+    _require_pinned(s, target)
+    who = request.requester
     entry = _revision(
         s,
         plan,
         target.version,
         RevisionCause.MANUAL_ROLLBACK,
-        request.requested_by,
+        who,
         reason=request.reason,
-        request_id=request.id,
+        approvers=approvers,
+        request_name=request.name,
     )
     _quarantine(plan, serving.version)
     plan.decisions.append(
         Decision(
             "RolledBack",
-            f"revision {entry.revision}: rolled back by {request.requested_by} from {serving.version} "
-            f"(revision {serving.revision}) to {target.version} (revision {target.revision}): "
-            f"{request.reason}",
+            f"revision {entry.revision}: rolled back by {who.name}{_approved_by(approvers)} from "
+            f"{serving.version} (revision {serving.revision}) to {target.version} "
+            f"(revision {target.revision}): {request.reason}",
             warning=True,
-            actor=request.requested_by,
+            actor=who.name,
             revision=entry.revision,
             version=target.version,
             cause=RevisionCause.MANUAL_ROLLBACK,
+            request=request.name,
         )
     )
-    return RequestOutcome.APPLIED, f"revision {entry.revision} serves {target.version}"
+    return RequestOutcome(
+        RequestPhase.APPLIED, f"revision {entry.revision} serves {target.version}", entry.revision, approvers
+    )
 
 
-def _manual_mark_stable(s: Situation, plan: Plan, request: HumanRequest) -> tuple[RequestOutcome, str]:
+def _approved_by(approvers: Sequence[str]) -> str:
+    return f" (approved by {', '.join(approvers)})" if approvers else ""
+
+
+def _manual_mark_stable(
+    s: Situation, plan: Plan, request: Request, approvers: tuple[str, ...]
+) -> RequestOutcome:
     st = plan.status
     revision = request.revision or st.current_revision
     entry = history.current(st.history, revision)
     if entry is None:
-        return RequestOutcome.REJECTED, f"no revision {revision} in the history"
+        return RequestOutcome(RequestPhase.REJECTED, f"no revision {revision} in the history")
     if not entry.stable:
-        st.history = history.mark_stable(st.history, entry.revision)
+        who = request.requester
+        mark = StableMark(
+            at=s.now,
+            actor=who.name,
+            actor_verified=who.verified,
+            approvers=list(approvers),
+            request_name=request.name,
+        )
+        st.history = history.mark_stable(st.history, entry.revision, mark)
         plan.decisions.append(
             Decision(
                 "MarkedStable",
-                f"revision {entry.revision} ({entry.version}) marked stable by {request.requested_by}"
+                f"revision {entry.revision} ({entry.version}) marked stable by {who.name}"
+                + _approved_by(approvers)
                 + (f": {request.reason}" if request.reason else ""),
-                actor=request.requested_by,
+                actor=who.name,
                 revision=entry.revision,
                 version=entry.version,
+                request=request.name,
             )
         )
-    return RequestOutcome.APPLIED, f"revision {entry.revision} is stable"
+    return RequestOutcome(
+        RequestPhase.APPLIED, f"revision {entry.revision} is stable", entry.revision, approvers
+    )
 
 
-def _retry(s: Situation, plan: Plan, request: HumanRequest) -> tuple[RequestOutcome, str]:
+def _retry(s: Situation, plan: Plan, request: Request, approvers: tuple[str, ...]) -> RequestOutcome:
     st = plan.status
     desired = s.spec.version
     if desired not in st.quarantined:
-        return RequestOutcome.REJECTED, f"{desired} is not quarantined"
+        return RequestOutcome(RequestPhase.REJECTED, f"{desired} is not quarantined")
     if not _usable(s, desired):
-        return RequestOutcome.REJECTED, f"{desired} is revoked or gone: it cannot be served again"
+        return RequestOutcome(
+            RequestPhase.REJECTED, f"{desired} is revoked or gone: it cannot be served again"
+        )
     st.quarantined = [v for v in st.quarantined if v != desired]
+    who = request.requester
     plan.decisions.append(
         Decision(
             "QuarantineLifted",
-            f"{desired} lifted from quarantine by {request.requested_by}: it deploys again",
-            actor=request.requested_by,
+            f"{desired} lifted from quarantine by {who.name}{_approved_by(approvers)}: it deploys again",
+            actor=who.name,
             version=desired,
+            request=request.name,
         )
     )
-    return RequestOutcome.APPLIED, f"{desired} deploys again"
+    return RequestOutcome(RequestPhase.APPLIED, f"{desired} deploys again", None, approvers)
 
 
 # --- what serves -------------------------------------------------------------------------------------
@@ -245,12 +521,13 @@ def _revision(
     plan: Plan,
     version: str,
     cause: RevisionCause,
-    actor: str,
+    actor: Identity,
     *,
     reason: str = "",
     rule: str | None = None,
     evidence: Evidence | None = None,
-    request_id: str | None = None,
+    approvers: Sequence[str] = (),
+    request_name: str | None = None,
 ) -> HistoryEntry:
     """Append a revision serving `version` and make it current."""
     st = plan.status
@@ -258,13 +535,16 @@ def _revision(
         st.history,
         version=version,
         cause=cause,
-        actor=actor,
+        actor=actor.name,
+        actor_verified=actor.verified,
+        actor_groups=actor.groups if actor.verified else (),
         at=s.now,
         pipeline=pinned_pipeline(s.versions[version]),
-        reason=reason,
+        reason=reason[:REASON_LENGTH],
         rule=rule,
         evidence=evidence,
-        request_id=request_id,
+        approvers=approvers,
+        request_name=request_name,
     )
     st.current_revision = st.history[0].revision
     return st.history[0]
@@ -284,20 +564,21 @@ def _handle_revocation(s: Situation, plan: Plan) -> None:
     )
     if target is None:
         return  # reported as Degraded by _revoked_without_target
+    _require_pinned(s, target)
     revoked = s.versions[serving.version].spec
     entry = _revision(
         s,
         plan,
         target.version,
         RevisionCause.REVOCATION,
-        REVOCATION_ACTOR,
+        replace(OPERATOR, username=REVOCATION_ACTOR),
         reason=f"{serving.version} revoked: {revoked.revocation_reason}",
     )
     _quarantine(plan, serving.version)
     plan.decisions.append(
         Decision(
             "VersionRevoked",
-            f"revision {entry.revision}: {serving.version} was revoked ({revoked.revocation_reason}); "
+            f"revision {entry.revision}: {serving.version} was revoked ({revoked.revocation_reason[:200]}); "
             f"rolled back to {target.version} (revision {target.revision})",
             warning=True,
             actor=REVOCATION_ACTOR,
@@ -308,7 +589,7 @@ def _handle_revocation(s: Situation, plan: Plan) -> None:
     )
 
 
-def _deploy_desired(s: Situation, plan: Plan, retried_by: str | None) -> tuple[str, str] | None:
+def _deploy_desired(s: Situation, plan: Plan, retried_by: Identity | None) -> tuple[str, str] | None:
     """Deploy spec.version unless it serves or is quarantined; returns (reason, message) if it cannot."""
     desired = s.spec.version
     serving = plan.serving
@@ -326,14 +607,17 @@ def _deploy_desired(s: Situation, plan: Plan, retried_by: str | None) -> tuple[s
             f"ModelVersion {desired} is a version of {version.spec.model_name}, not of {s.spec.model_name}"
         )
     actor = retried_by or s.spec_actor
-    entry = _revision(s, plan, desired, RevisionCause.DEPLOY, actor)
+    approvers = actor.approvers if retried_by else ()
+    entry = _revision(
+        s, plan, desired, RevisionCause.DEPLOY, actor, approvers=approvers, request_name=actor.request
+    )
     plan.decisions.append(
         Decision(
             "Deployed",
             f"revision {entry.revision}: deploying {desired} "
-            f"({version.spec.model_name} {version.spec.version})"
+            f"({version.spec.model_name} {version.spec.version}) for {actor.name}"
             + (f", replacing {serving.version} (revision {serving.revision})" if serving else ""),
-            actor=actor,
+            actor=actor.name,
             revision=entry.revision,
             version=desired,
             cause=RevisionCause.DEPLOY,
@@ -358,13 +642,16 @@ def _automatic_rollback(s: Situation, plan: Plan) -> bool:
     )
     if target is None:
         return True
+    if s.rules is None:
+        return False  # a rollback needs a fresh evaluation, never only the states recorded in status
+    _require_pinned(s, target)
     actor = rule_actor(breach.rule)
     entry = _revision(
         s,
         plan,
         target.version,
         RevisionCause.AUTOMATIC_ROLLBACK,
-        actor,
+        replace(OPERATOR, username=actor),
         rule=breach.rule,
         evidence=breach.evidence,
         reason=f"rule {breach.rule} breached",
@@ -438,7 +725,8 @@ def _mark_stable_after_bake(s: Situation, plan: Plan) -> None:
         healthy_since = max([healthy_since, *(r.since for r in passing if r.since)])
     if s.now - healthy_since < s.spec.stability.bake_time:
         return
-    plan.status.history = history.mark_stable(plan.status.history, serving.revision)
+    mark = StableMark(at=s.now, actor=BAKE_ACTOR, actor_verified=True)
+    plan.status.history = history.mark_stable(plan.status.history, serving.revision, mark)
     plan.decisions.append(
         Decision(
             "MarkedStable",

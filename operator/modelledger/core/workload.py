@@ -53,6 +53,7 @@ def pinned_pipeline(version: ModelVersion) -> PinnedPipeline:
         artifact_digest=version.spec.artifact.digest,
         image=serving.image,
         components=[PinnedComponent(name=c.name, digest=c.digest) for c in serving.components],
+        version_uid=str(version.metadata.get("uid") or "") or None,
     )
 
 

@@ -6,6 +6,8 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from modelledger.core.signing import Keyring, SigningKey
+
 
 @dataclass
 class OperatorConfig:
@@ -15,6 +17,9 @@ class OperatorConfig:
     prometheus_timeout: float = 5.0
     prometheus_token: str | None = None
     prometheus_ca: str | None = None
+    signing_key: SigningKey | None = None  # None: entries are written unsigned (said loudly at start)
+    keyring: Keyring = field(default_factory=Keyring)  # every published public key, current and retired
+    adopt_unsigned: bool = False  # --adopt-unsigned-history: take pre-signing histories as they are
 
 
 @dataclass

@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -18,17 +19,20 @@ import structlog
 from pydantic import ValidationError
 
 from modelledger.adapters import audit, kube
+from modelledger.adapters.admission import GuardCheck
 from modelledger.api import ModelDeploymentSpec, ModelDeploymentStatus, ModelVersion, RevisionCause
 from modelledger.api.common import API_VERSION, GROUP, VERSION
-from modelledger.core import actors, history
+from modelledger.core import actors, history, trust
 from modelledger.core.reconcile import Plan, Situation, reconcile, reject_spec
 from modelledger.core.workload import ANNOTATION_HASH, MANAGED_BY, Owner, WorkloadState, manifests
+from modelledger.handlers import requests as request_handlers
 from modelledger.handlers import rules as rule_loop
 from modelledger.handlers.context import WAKEUPS, OperatorConfig, now
 
 log = structlog.get_logger("modelledger.deployments")
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 RETRY_AFTER_CONFLICT = 0.5
+GUARDS = GuardCheck(kube.client)
 
 
 # --- indices: in-memory views Kopf keeps current from its watches ---------------------------------
@@ -98,6 +102,7 @@ async def deployment_loop(
     version_bodies: kopf.Index[Any, Any],
     workload_bodies: kopf.Index[Any, Any],
     service_hashes: kopf.Index[Any, Any],
+    request_bodies: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
     wake = WAKEUPS.register(namespace, name)
@@ -107,7 +112,12 @@ async def deployment_loop(
         while not stopped:
             wake.clear()
             delay = await reconcile_once(
-                namespace, name, body, rules, version_bodies, workload_bodies, service_hashes
+                namespace,
+                name,
+                body,
+                config,
+                rules,
+                Indices(version_bodies, workload_bodies, service_hashes, request_bodies),
             )
             waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait())]
             await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
@@ -137,14 +147,23 @@ def _our_status(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in raw.items() if key in fields}
 
 
+@dataclass(frozen=True)
+class Indices:
+    """Kopf's in-memory views a decision reads (no API call on the way to a decision)."""
+
+    versions: kopf.Index[Any, Any]
+    workloads: kopf.Index[Any, Any]
+    services: kopf.Index[Any, Any]
+    requests: kopf.Index[Any, Any]
+
+
 async def reconcile_once(
     namespace: str,
     name: str,
     body: kopf.Body,
+    config: OperatorConfig,
     rules: rule_loop.RuleRunner,
-    version_bodies: kopf.Index[Any, Any],
-    workload_bodies: kopf.Index[Any, Any],
-    service_hashes: kopf.Index[Any, Any],
+    indices: Indices,
 ) -> float:
     """Decide and apply once; returns how long to wait before the next unprompted run."""
     raw = dict(body)  # a snapshot: the live body changes under us as watch events arrive
@@ -167,11 +186,19 @@ async def reconcile_once(
             post_events(_ref(namespace, name, raw), plan)
         return 60.0
 
+    subject = trust.Subject(namespace, name, str(meta.get("uid", "")))
+    check = trust.check_status(status, config.keyring, subject, limit=spec.revision_history_limit)
+    guarded = await kube.call(GUARDS.guarded)
     referenced = {spec.version} | {entry.version for entry in status.history}
-    versions = _versions(namespace, referenced, version_bodies)
-    workload_raw = _one(workload_bodies, (namespace, name))
+    versions = _versions(namespace, referenced, indices.versions)
+    workload_raw = _one(indices.workloads, (namespace, name))
     workload = WorkloadState.from_deployment(workload_raw) if workload_raw else None
-    evaluation = await rules.evaluate_if_due(namespace, name, spec, status, versions, at)
+    request_raw = {
+        str(b.get("metadata", {}).get("name")): b for b in indices.requests.get((namespace, name), [])
+    }
+    evaluation = (
+        await rules.evaluate_if_due(namespace, name, spec, status, versions, at) if check.ok else None
+    )
     situation = Situation(
         namespace=namespace,
         name=name,
@@ -181,24 +208,32 @@ async def reconcile_once(
         versions=versions,
         workload=workload,
         now=at,
-        spec_actor=actors.last_writer(meta.get("managedFields"), ("spec", "version")) or "unknown",
+        spec_actor=actors.version_setter(meta.get("annotations"), spec.version, guarded),
         rules=evaluation.statuses if evaluation else None,
         query_errors=evaluation.query_errors if evaluation else None,
+        requests=request_handlers.parse(request_raw.values(), guarded),
+        trust=check,
+        signing=config.signing_key is not None,
+        adopt_unsigned=config.adopt_unsigned,
     )
     plan = reconcile(situation)
+    if plan.sealable and config.signing_key is not None:
+        plan.status = trust.sign(plan.status, status, config.signing_key, subject)
     if not await _write_and_report(namespace, name, raw, old_status, plan):
         return RETRY_AFTER_CONFLICT
     _crash_point("after-status-write", plan)
-    await _apply_workload(
-        namespace,
-        name,
-        meta.get("uid", ""),
-        spec,
-        plan,
-        versions,
-        workload_raw,
-        _one(service_hashes, (namespace, name)),
-    )
+    await request_handlers.answer(namespace, request_raw, plan.outcomes, at)
+    if plan.hold is None:
+        await _apply_workload(
+            namespace,
+            name,
+            meta.get("uid", ""),
+            spec,
+            plan,
+            versions,
+            workload_raw,
+            _one(indices.services, (namespace, name)),
+        )
     _crash_point("after-workload-patch", plan)
     post_events(_ref(namespace, name, raw), plan)
     return rules.seconds_until_due(spec, at)
