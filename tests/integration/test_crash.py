@@ -14,7 +14,7 @@ from modelledger.core import history
 from modelledger.testing.access import ClusterAccess
 from tests.helpers import eventually
 from tests.operator_process import OperatorProcess
-from tests.scenario import V132, V140, cli, served_revision, stable_then_upgraded, status, wait_served
+from tests.scenario import V132, V140, cli, get, served_revision, stable_then_upgraded, status, wait_served
 
 POINTS = ["after-status-write", "after-workload-patch"]
 
@@ -74,7 +74,9 @@ def test_manual_rollback_survives_kill_9(
     crash_then_recover(plane, namespace, operator, point, "ManualRollback")
     handled = status(plane, namespace).handled_requests
     assert len(handled) == 1, "the request was consumed exactly once"
-    assert handled[0].outcome.value == "Applied"
+    assert handled[0].phase.value == "Applied"
+    request = get(plane, namespace, "mdreq", handled[0].name)
+    assert request["status"]["phase"] == "Applied", "the answer reaches the request after a crash too"
 
 
 @pytest.mark.parametrize("attempt", [1, 2])

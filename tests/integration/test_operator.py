@@ -56,7 +56,8 @@ def test_deploy_upgrade_bake_mark_stable_and_manual_rollback(
     wait_served(plane, namespace, V140, 2)
     st = wait_phase(plane, namespace, "Healthy")
     assert st.history[0].cause.value == "Deploy"
-    assert st.history[0].actor.startswith("kubectl")
+    # Admission stamped who changed spec.version (the identity guards are installed for every test).
+    assert (st.history[0].actor, st.history[0].actor_verified) == ("modelledger-admin", True)
 
     marked = cli(plane, "mark-stable", "fraud-detector", "-n", namespace, "--reason", "validated")
     assert marked.returncode == 0, marked.stderr
@@ -85,6 +86,8 @@ def test_deploy_upgrade_bake_mark_stable_and_manual_rollback(
         "latency complaints",
     )
     assert top.actor == "modelledger-admin", "the requester as the apiserver knows the CLI's credentials"
+    assert top.actor_verified is True
+    assert top.signature is not None
     assert st.quarantined == [V140]
     shown = cli(plane, "history", "fraud-detector", "-n", namespace)
     assert shown.returncode == 0, shown.stdout

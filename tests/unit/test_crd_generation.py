@@ -271,6 +271,7 @@ def test_cli_writes_and_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert main(["crds", "--check"]) == 1
     assert main(["crds", "--output-dir", "crds"]) == 0
     assert sorted(path.name for path in (tmp_path / "crds").iterdir()) == [
+        "modeldeploymentrequests.yaml",
         "modeldeployments.yaml",
         "modelversions.yaml",
     ]
@@ -284,7 +285,9 @@ def test_api_reference_lists_every_field() -> None:
         "spec.artifact.digest",
         "spec.rollback.rules[].onNoData",
         "status.history[].evidence.value",
-        "status.requests[].toRevision",
+        "spec.requester.username",
+        "status.history[].stableMark.signature",
+        "spec.approval.approverGroups",
         "spec.stability.bakeTime",
     ):
         assert f"`{field}`" in docs

@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelledger.api import HistoryEntry, PinnedPipeline, RevisionCause
+from modelledger.api import HistoryEntry, PinnedPipeline, RevisionCause, StableMark
 from modelledger.core import history
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+MARK = StableMark(at=T0, actor="modelledger/bake", actor_verified=True)
 PIPELINE = PinnedPipeline(
     artifact_digest="sha256:" + "a" * 64, image="ghcr.io/acme/server@sha256:" + "b" * 64
 )
@@ -49,7 +50,7 @@ def test_hash_is_sha256_over_previous_hash_and_canonical_json() -> None:
 
 
 def test_marking_stable_keeps_the_chain_valid() -> None:
-    entries = history.mark_stable(build(["m-1", "m-2"]), 1)
+    entries = history.mark_stable(build(["m-1", "m-2"]), 1, MARK)
     assert [e.stable for e in entries] == [False, True]
     assert history.verify(entries) is None
 
@@ -111,7 +112,7 @@ def test_pruning_keeps_the_newest_the_serving_and_the_stable_revision(
     entries = build([f"m-{i}" for i in range(size)])
     stable = data.draw(st.integers(min_value=1, max_value=size))
     serving = data.draw(st.integers(min_value=1, max_value=size))
-    entries = history.mark_stable(entries, stable)
+    entries = history.mark_stable(entries, stable, MARK)
     kept = history.prune(entries, limit, serving)
     revisions = [e.revision for e in kept]
     assert revisions[: min(limit, size)] == list(range(size, size - min(limit, size), -1))
@@ -124,7 +125,7 @@ def test_pruning_keeps_the_newest_the_serving_and_the_stable_revision(
 def test_newest_stable_skips_the_current_and_unusable_versions() -> None:
     entries = build(["m-1", "m-2", "m-3", "m-4"])
     for revision in (1, 2, 3):
-        entries = history.mark_stable(entries, revision)
+        entries = history.mark_stable(entries, revision, MARK)
     assert history.newest_stable(entries, other_than=4).revision == 3
     assert history.newest_stable(entries, other_than=3).revision == 2
     revoked = {"m-3", "m-2"}
