@@ -53,6 +53,24 @@ def apply(env: dict[str, str], manifest: dict[str, Any]) -> None:
     sh(env, "kubectl", "apply", "-n", NS, "-f", "-", stdin=yaml.safe_dump(manifest))
 
 
+def identity_guards() -> str:
+    """The chart's requester and version-setter policies (the status policy needs the chart's
+    ServiceAccount, and this demo runs the operator with the admin's credentials)."""
+    from modelledger.testing.binaries import Binaries
+
+    rendered = subprocess.run(
+        [
+            str(Binaries.locate().helm), "template", "modelledger", str(REPO / "charts" / "modelledger"),
+            "--show-only", "templates/admission-policies.yaml",
+            "--api-versions", "admissionregistration.k8s.io/v1beta1/MutatingAdmissionPolicy",
+        ],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    guards = ("modelledger-requester", "modelledger-version-setter")
+    documents = [d for d in yaml.safe_load_all(rendered) if d and d["metadata"]["name"] in guards]
+    return yaml.safe_dump_all(documents)
+
+
 def deployment(version: str, bake: str) -> dict[str, Any]:
     manifest: dict[str, Any] = yaml.safe_load(
         (REPO / "examples" / "fraud-detector-deployment.yaml").read_text()
@@ -100,6 +118,9 @@ def main() -> int:
             say("installing the CRDs and starting the operator")
             sh(env, "kubectl", "apply", "--server-side", "-f", str(REPO / "crds"))
             sh(env, "kubectl", "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+            say("installing the chart's identity guards: admission stamps who asks and who deploys")
+            sh(env, "kubectl", "apply", "--server-side", "-f", "-", stdin=identity_guards(), show=False)
+            sh(env, "kubectl", "get", "validatingadmissionpolicies,mutatingadmissionpolicies")
             sh(env, "kubectl", "create", "namespace", NS)
             audit_log = work / "audit.jsonl"
             with (work / "operator.log").open("wb") as log:
@@ -185,6 +206,14 @@ def run_story(env: dict[str, str], errors: Gauge, audit_log: Path) -> None:
     sh(env, "modelledger", "audit", "verify", "fraud-detector", "-n", NS)
     sh(env, "modelledger", "audit", "verify", "--file", str(audit_log))
     sh(env, "modelledger", "report", "-n", NS, "--format", "markdown", "--audit-log", str(audit_log))
+
+    say("an examiner verifies the exported report offline, with the operator's public key only")
+    work = audit_log.parent
+    (work / "key.pem").write_text(sh(env, "modelledger", "audit", "public-key", show=False))
+    (work / "report.json").write_text(sh(env, "modelledger", "report", "-n", NS, show=False))
+    offline = {**env, "KUBECONFIG": str(work / "no-cluster")}
+    sh(offline, "modelledger", "audit", "verify", "--report", str(work / "report.json"),
+       "--public-key", str(work / "key.pem"))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import kubernetes
 import pytest
@@ -123,11 +124,49 @@ def installed_crds(plane: ClusterAccess) -> subprocess.CompletedProcess[str]:
         plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
     # The resources are served once Established; discovery (for short names) follows promptly.
     eventually(
-        lambda: plane.kubectl("get", "mv,mdep", "-A", check=False).returncode == 0,
+        lambda: plane.kubectl("get", "mv,mdep,mdreq", "-A", check=False).returncode == 0,
         30,
-        "mv, mdep discoverable",
+        "mv, mdep, mdreq discoverable",
     )
     return applied
+
+
+IDENTITY_GUARDS = ("modelledger-requester", "modelledger-version-setter")
+
+
+def admission_policies(*values: str, release_namespace: str = "modelledger-system") -> list[dict[str, Any]]:
+    """The chart's admission policies, rendered as the chart installs them (MAPs included)."""
+    import yaml
+
+    from modelledger.testing.binaries import Binaries
+
+    rendered = subprocess.run(
+        [
+            str(Binaries.locate().helm), "template", "modelledger", str(REPO_ROOT / "charts" / "modelledger"),
+            "-n", release_namespace, "--show-only", "templates/admission-policies.yaml",
+            "--api-versions", "admissionregistration.k8s.io/v1beta1/MutatingAdmissionPolicy",
+            *(arg for value in values for arg in ("--set", value)),
+        ],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+@pytest.fixture(scope="session")
+def identity_guards(plane: ClusterAccess, installed_crds: object) -> None:
+    """The chart's identity guards (requester and version-setter stamps), for every namespace.
+
+    They make `spec.requester` and the version-setter annotations what the apiserver authenticated, so
+    every test's history names verified actors. The status-writers policy, which only lets the operator's
+    ServiceAccount write status, is installed by the trust tests for their own namespaces only.
+    """
+    import yaml
+
+    guards = [d for d in admission_policies() if d["metadata"]["name"] in IDENTITY_GUARDS]
+    plane.kubectl(
+        "apply", "--server-side", "--force-conflicts", "--field-manager=modelledger-tests", "-f", "-",
+        input=yaml.safe_dump_all(guards),
+    )  # fmt: skip
 
 
 @dataclass
@@ -160,7 +199,12 @@ def exporter(prometheus: PrometheusServer) -> Iterator[Exporter]:
 
 @pytest.fixture
 def operator(
-    plane: ClusterAccess, namespace: str, installed_crds: object, tmp_path: Path, prometheus: PrometheusServer
+    plane: ClusterAccess,
+    namespace: str,
+    installed_crds: object,
+    identity_guards: None,
+    tmp_path: Path,
+    prometheus: PrometheusServer,
 ) -> Iterator[OperatorProcess]:
     """`modelledger run` as a process, watching the test's namespace (start it with `.start()`)."""
     yield from operator_process(plane, namespace, tmp_path, prometheus_url=prometheus.url)

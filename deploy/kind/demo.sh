@@ -64,7 +64,7 @@ deployment fraud-detector-1-4-0 1h | kubectl "${kctx[@]}" -n "$ns" apply -f -
 wait_for '{.status.servingVersion}' fraud-detector-1-4-0
 wait_for '{.status.phase}' Healthy
 
-echo; echo "== a release manager rolls back (written to status, as RBAC allows only that role)"
+echo; echo "== a release manager rolls back (a ModelDeploymentRequest, stamped with who asked)"
 .venv/bin/modelledger rollback fraud-detector --context "kind-$cluster" -n "$ns" --reason "kind demo"
 wait_for '{.status.phase}' RolledBack
 kubectl "${kctx[@]}" -n "$ns" get mdep,mv,deploy,pods

@@ -71,7 +71,7 @@ def test_verify_reports_unknown_deployments_and_missing_files(
     plane: ClusterAccess, namespace: str, installed_crds: object, tmp_path: Path
 ) -> None:
     missing = verify(plane, "nope", "-n", namespace)
-    assert missing.returncode == 2
+    assert missing.returncode == 3, "not found"
     assert f"ModelDeployment nope in namespace {namespace} not found" in missing.stderr
     no_file = verify(plane, "--file", str(tmp_path / "absent.jsonl"))
     assert no_file.returncode == 2

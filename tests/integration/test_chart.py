@@ -27,6 +27,7 @@ from modelledger.testing.prometheus import PrometheusServer
 from tests.conftest import Exporter
 from tests.fixtures.health import capture, health
 from tests.helpers import eventually
+from tests.identities import service_account_kubeconfig
 from tests.scenario import (
     V132,
     V140,
@@ -144,6 +145,15 @@ def test_the_deployment_is_locked_down() -> None:
         for rule in doc["rules"]
     ]
     assert not [r for r in rules if "secrets" in r["resources"] or "*" in r["resources"] + r["verbs"]]
+    # Secrets only in the release namespace's Role: read one by name, never list or watch.
+    roles = [doc for doc in docs if doc["kind"] == "Role"]
+    secret_rules = [r for role in roles for r in role["rules"] if "secrets" in r["resources"]]
+    assert secret_rules
+    for rule in secret_rules:
+        assert not {"list", "watch", "*"} & set(rule["verbs"]), rule
+        if {"get", "update", "patch", "delete"} & set(rule["verbs"]):
+            assert rule["resourceNames"] == ["modelledger-audit-signing-key"], rule
+    assert "--operator-namespace=default" in container["args"]
 
 
 def test_monitoring_objects_only_where_the_prometheus_operator_is() -> None:
@@ -216,6 +226,9 @@ def release(
         "rbac.groupBindings[2].role": "release-manager",
         "rbac.groupBindings[2].group": "oidc:ml-release-managers",
         "rbac.groupBindings[2].namespaces[0]": namespace,
+        # The admission policies are cluster-scoped with fixed names: the session's identity guards
+        # (conftest) and test_admission.py install them from this chart, so this release does not.
+        "admission.enabled": "false",
     }
     helm(plane, "install", RELEASE, str(CHART), "-n", operator_ns, "--create-namespace", *set_args(values))
     try:
@@ -225,32 +238,17 @@ def release(
         plane.kubectl("delete", "namespace", operator_ns, "--wait=false", check=False)
 
 
-def service_account_kubeconfig(plane: ClusterAccess, operator_ns: str, path: Path) -> ClusterAccess:
-    """A kubeconfig that authenticates as the chart's ServiceAccount (a bound token, as in a pod)."""
-    token = plane.kubectl("create", "token", RELEASE, "-n", operator_ns, "--duration=1h").stdout.strip()
-    admin = yaml.safe_load(plane.kubeconfig.read_text())
-    cluster = admin["clusters"][0]
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [cluster],
-                "users": [{"name": "operator", "user": {"token": token}}],
-                "contexts": [
-                    {"name": "operator", "context": {"cluster": cluster["name"], "user": "operator"}}
-                ],
-                "current-context": "operator",
-            }
-        )
-    )
-    return ClusterAccess(path)
-
-
 class SandboxedOperator:
     """`modelledger run` as the chart's pod would run it (namespaced, peering), with a token kubeconfig."""
 
-    def __init__(self, access: ClusterAccess, namespace: str, prometheus_url: str, log: Path) -> None:
+    def __init__(
+        self,
+        access: ClusterAccess,
+        namespace: str,
+        prometheus_url: str,
+        log: Path,
+        extra: list[str] | None = None,
+    ) -> None:
         self.log = log
         liveness = free_port()
         argv = [
@@ -263,6 +261,7 @@ class SandboxedOperator:
             f"--liveness=http://127.0.0.1:{liveness}/healthz",
             f"--metrics-address=127.0.0.1:{free_port()}",
             f"--prometheus-url={prometheus_url}",
+            *(extra or []),
         ]
         with log.open("wb") as out:
             self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=access.env())
@@ -309,30 +308,64 @@ def test_roles_separate_rollback_requests_and_keep_secrets_out_of_reach(
     for ns in (namespace, release, "default", "kube-system"):
         assert not can_i(plane, ns, "get", "secrets", operator), f"operator reads Secrets in {ns}"
         assert not can_i(plane, ns, "list", "secrets", operator), f"operator lists Secrets in {ns}"
+        assert not can_i(plane, ns, "watch", "secrets", operator), f"operator watches Secrets in {ns}"
+        assert not can_i(plane, ns, "list", "configmaps", operator), f"operator lists ConfigMaps in {ns}"
+    # The audit signing key: its own Secret and public-key ConfigMap, in the release namespace only.
+    assert can_i(plane, release, "get", "secret/modelledger-audit-signing-key", operator)
+    assert not can_i(plane, release, "get", "secret/some-other-secret", operator)
+    assert not can_i(plane, release, "update", "secret/modelledger-audit-signing-key", operator)
+    assert can_i(plane, release, "create", "secrets", operator)
+    assert can_i(plane, release, "patch", "configmap/modelledger-audit-keys", operator)
+    assert not can_i(plane, release, "patch", "configmap/some-other-config", operator)
+    for ns in (namespace, "default"):
+        assert not can_i(plane, ns, "get", "secret/modelledger-audit-signing-key", operator), ns
+        assert not can_i(plane, ns, "create", "secrets", operator), ns
     assert not can_i(plane, "default", "list", "modeldeployments.modelledger.io", operator), "unwatched ns"
+    for resource in ("modeldeployments", "modelversions", "modeldeploymentrequests"):
+        assert can_i(
+            plane, namespace, "patch", f"{resource}.modelledger.io", "--subresource=status", operator
+        )
+    assert can_i(plane, namespace, "watch", "modeldeploymentrequests.modelledger.io", operator)
+    assert not can_i(plane, namespace, "create", "modeldeploymentrequests.modelledger.io", operator)
+    # It checks that the identity guards are installed (cluster-scoped, read only).
     assert can_i(
-        plane, namespace, "patch", "modeldeployments.modelledger.io", "--subresource=status", operator
+        plane, namespace, "list", "validatingadmissionpolicies.admissionregistration.k8s.io", operator
+    )
+    assert not can_i(
+        plane, namespace, "patch", "validatingadmissionpolicies.admissionregistration.k8s.io", operator
     )
 
     def person(group: str) -> tuple[str, str]:
         return ("--as=someone@example.com", f"--as-group={group}")
 
-    request = ("patch", "modeldeployments.modelledger.io", "--subresource=status")
+    request = ("create", "modeldeploymentrequests.modelledger.io")
     viewer, editor, manager = (
         person("oidc:ml-viewers"),
         person("oidc:ml-engineers"),
         person("oidc:ml-release-managers"),
     )
     assert can_i(plane, namespace, "list", "modeldeployments.modelledger.io", *viewer)
+    assert can_i(plane, namespace, "list", "modeldeploymentrequests.modelledger.io", *viewer)
     assert not can_i(plane, namespace, *request, *viewer), "a viewer must not request a rollback"
     assert not can_i(plane, namespace, "patch", "modeldeployments.modelledger.io", *viewer)
     assert can_i(plane, namespace, "patch", "modeldeployments.modelledger.io", *editor)
+    assert can_i(plane, namespace, "list", "modeldeploymentrequests.modelledger.io", *editor)
     assert not can_i(plane, namespace, *request, *editor), "an editor must not request a rollback"
     assert can_i(plane, namespace, *request, *manager), "a release manager requests rollbacks"
+    assert can_i(plane, namespace, "delete", "modeldeploymentrequests.modelledger.io", *manager)
+    assert not can_i(plane, namespace, "patch", "modeldeploymentrequests.modelledger.io", *manager)
     assert not can_i(plane, namespace, "patch", "modeldeployments.modelledger.io", *manager)
     assert not can_i(plane, "default", *request, *manager), "bound in its namespaces only"
+    # Nobody but the operator writes status (the admission policy enforces it even beyond RBAC).
+    for role in (viewer, editor, manager):
+        for resource in ("modeldeployments", "modelversions", "modeldeploymentrequests"):
+            for verb in ("patch", "update"):
+                status_write = (verb, f"{resource}.modelledger.io", "--subresource=status")
+                assert not can_i(plane, namespace, *status_write, *role), (role, resource, verb)
     # Aggregated into the built-in roles: a namespace `view` binding shows models too.
-    assert "modeldeployments" in plane.kubectl("get", "clusterrole", "view", "-o", "json").stdout
+    view = plane.kubectl("get", "clusterrole", "view", "-o", "json").stdout
+    assert "modeldeployments" in view
+    assert "modeldeploymentrequests" in view
 
 
 def phase_object(plane: ClusterAccess, namespace: str, kind: str, name: str) -> dict[str, Any]:
@@ -358,11 +391,17 @@ def test_the_charts_rbac_is_enough_for_an_automatic_rollback(
     exporter: Exporter,
     tmp_path: Path,
 ) -> None:
-    access = service_account_kubeconfig(plane, release, tmp_path / "operator.kubeconfig")
+    access = service_account_kubeconfig(plane, release, RELEASE, tmp_path / "operator.kubeconfig")
     errors = exporter.gauge("test_error_rate", "errors per request", ("namespace", "deployment"))
     errors.labels(namespace, "fraud-detector").set(0.0)
     prometheus.wait_for_target(exporter.name, timeout=30)
-    operator = SandboxedOperator(access, namespace, prometheus.url, tmp_path / "operator.log")
+    operator = SandboxedOperator(
+        access,
+        namespace,
+        prometheus.url,
+        tmp_path / "operator.log",
+        extra=[f"--operator-namespace={release}"],  # as the chart's Deployment passes it
+    )
     try:
         _deploy_breach_rollback(plane, namespace, errors)
         _other_phases(plane, namespace)

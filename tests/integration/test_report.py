@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -105,8 +106,9 @@ def test_report_of_a_scripted_scenario_with_html_and_the_kubectl_plugin(
     log = str(operator.workdir / "audit.jsonl")
     document = report(plane, namespace, "--audit-log", log)
 
-    assert document["schema"] == "modelledger.report/v1"
+    assert document["schema"] == "modelledger.report/v2"
     assert document["auditLog"]["ok"] is True
+    assert (document["auditLog"]["unsigned"], document["auditLog"]["signaturesChecked"]) == (0, True)
     [d] = document["deployments"]
     changes = [(c["revision"], c["version"], c["cause"]) for c in d["changes"]]
     assert changes == [
@@ -117,9 +119,14 @@ def test_report_of_a_scripted_scenario_with_html_and_the_kubectl_plugin(
         (5, V132, "Revocation"),
     ]
     actors = [c["actor"] for c in d["changes"]]
-    assert actors[0].startswith("kubectl")
-    assert actors[1].startswith("kubectl")
-    assert actors[2:] == ["modelledger/rule:error-rate", "modelledger-admin", "modelledger/revocation"]
+    # Deploys name who changed spec.version, as admission stamped it: never a field manager's name.
+    assert actors == [
+        "modelledger-admin",
+        "modelledger-admin",
+        "modelledger/rule:error-rate",
+        "modelledger-admin",
+        "modelledger/revocation",
+    ]
     automatic = d["changes"][2]
     assert automatic["rule"] == "error-rate"
     assert automatic["previousVersion"] == V140
@@ -131,7 +138,10 @@ def test_report_of_a_scripted_scenario_with_html_and_the_kubectl_plugin(
     assert all(c["digests"]["artifactDigest"].startswith("sha256:") for c in d["changes"])
 
     markings = {m["revision"]: (m["actor"], m["source"]) for m in d["stableMarkings"]}
-    assert markings == {1: ("modelledger/bake", "auditLog"), 2: ("modelledger-admin", "auditLog")}
+    assert markings == {1: ("modelledger/bake", "status"), 2: ("modelledger-admin", "status")}, "signed marks"
+    assert {m["signatureState"] for m in d["stableMarkings"]} == {"valid"}
+    assert {c["signatureState"] for c in d["changes"]} == {"valid"}
+    assert [e["revision"] for e in d["history"]] == [5, 4, 3, 2, 1], "the signed history, embedded"
     assert [(q["version"], q["revision"], q["cause"]) for q in d["quarantines"]] == [
         (V140, 3, "AutomaticRollback"),
         (V132, 4, "ManualRollback"),
@@ -147,9 +157,17 @@ def test_report_of_a_scripted_scenario_with_html_and_the_kubectl_plugin(
     assert provenance["metrics"] == {"auc": 0.941, "accuracy": 0.973}
     assert [s["name"] for s in provenance["datasets"]] == ["transactions-2026q3"]
     assert d["verification"] == {
-        "history": {"ok": True, "revision": None, "line": None, "problem": None},
+        "history": {
+            "verdict": "Signed",
+            "ok": True,
+            "revision": None,
+            "problem": None,
+            "signed": 5,
+            "unsigned": 0,
+        },
         "auditLog": {"ok": True, "revision": None, "line": None, "problem": None},
     }
+    the_report_verifies_offline(plane, document, tmp_path)
     assert {"Deployed", "RolledBack", "VersionRevoked"} <= {e["reason"] for e in d["events"]}
 
     # What served at T, for an instant between each pair of changes (and after the last one).
@@ -169,6 +187,31 @@ def test_report_of_a_scripted_scenario_with_html_and_the_kubectl_plugin(
     assert "AutomaticRollback (error-rate)" in markdown.stdout
 
     the_plugin_works_through_kubectl(plane, namespace, log)
+
+
+def the_report_verifies_offline(plane: ClusterAccess, document: dict[str, Any], tmp_path: Path) -> None:
+    """An examiner's check: the public key from `audit public-key`, then the report and the key alone."""
+    public = cli(plane, "audit", "public-key")
+    assert public.returncode == 0, public.stderr
+    key = tmp_path / "modelledger.pem"
+    key.write_text(public.stdout)
+    exported = tmp_path / "report.json"
+    exported.write_text(json.dumps(document))
+    offline_argv = ["audit", "verify", "--report", str(exported), "--public-key", str(key)]
+    offline = subprocess.run(  # no usable kubeconfig: the check must not need the cluster
+        [sys.executable, "-m", "modelledger.cli.main", *offline_argv],
+        capture_output=True,
+        text=True,
+        env={**plane.env(), "KUBECONFIG": str(tmp_path / "no-such-kubeconfig")},
+        timeout=120,
+    )
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    forged = json.loads(json.dumps(document))
+    forged["deployments"][0]["changes"][1]["actor"] = "somebody-else"
+    exported.write_text(json.dumps(forged))
+    edited = cli(plane, "audit", "verify", "--report", str(exported), "--public-key", str(key))
+    assert edited.returncode == 1, edited.stdout
+    assert "revision 2: the report's change differs from the signed entry (actor)" in edited.stdout
 
 
 def screenshot_shows_the_timeline(html: Path, tmp_path: Path) -> None:
@@ -222,7 +265,7 @@ def the_plugin_works_through_kubectl(plane: ClusterAccess, namespace: str, log: 
     assert "revoked" in retry.stdout
 
     unknown = plugin(plane, "-n", namespace, "history", "nope")
-    assert unknown.returncode == 2
+    assert unknown.returncode == 3, "not found: exit code 3 (docs/cli.md)"
     assert "ModelDeployment nope" in unknown.stderr
     no_revision = plugin(
         plane, "-n", namespace, "rollback", "fraud-detector", "--to-revision", "99", "--reason", "x"

@@ -3,6 +3,7 @@ cross-check of a status history against the entries the log recorded."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -85,6 +86,17 @@ def test_every_record_has_the_fixed_schema_and_links_to_the_previous() -> None:
 def test_sealing_refuses_fields_outside_the_schema() -> None:
     with pytest.raises(ValueError, match="not in the audit schema: colour"):
         audit_chain.seal({"colour": "red"}, prev_hash=GENESIS, seq=1)
+    with pytest.raises(ValueError, match="set by sealing"):
+        audit_chain.seal({"signature": "x"}, prev_hash=GENESIS, seq=1)
+
+
+def test_the_hash_leaves_out_the_signature_and_key_id() -> None:
+    record = json.loads(log_of(entries(1))[0])
+    assert record["schema"] == "modelledger.audit/v2"
+    assert (record["key_id"], record["signature"]) == (None, None), "no key: unsigned, keys still present"
+    body = {k: v for k, v in record.items() if k not in ("hash", "key_id", "signature")}
+    expected = hashlib.sha256(record["prev_hash"].encode() + history.canonical_json(body)).hexdigest()
+    assert record["hash"] == f"sha256:{expected}"
 
 
 def test_an_altered_line_is_named() -> None:

@@ -11,8 +11,9 @@ from structlog.testing import capture_logs
 
 from modelledger.adapters import audit
 from modelledger.api import Evidence, HistoryEntry, PinnedPipeline, RevisionCause
-from modelledger.core import audit_chain, history
+from modelledger.core import audit_chain, history, trust
 from modelledger.core.reconcile import Decision
+from modelledger.core.signing import Keyring, SigningKey
 
 PIPELINE = PinnedPipeline(
     artifact_digest="sha256:" + "a" * 64, image="ghcr.io/acme/server@sha256:" + "b" * 64
@@ -134,3 +135,32 @@ def test_evidence_of_an_automatic_rollback_is_recorded(trail: audit.AuditTrail) 
     record = audit.record("ModelDeployment", "ml", "fraud", decision, None)
     assert record["evidence"] == {"query": evidence.query, "value": 0.9, "threshold": 0.5, "comparator": ">"}
     assert record["cause"] == "AutomaticRollback"
+
+
+def test_with_a_key_every_record_is_signed_and_carries_the_signed_entry(trail: audit.AuditTrail) -> None:
+    key = SigningKey.generate()
+    trail.emit({"action": "Started", "namespace": "ml"})  # before the key was loaded: unsigned
+    audit.use_key(key)
+    subject = trust.Subject("ml", "fraud")
+    entry = revision_one()
+    entry = entry.model_copy(
+        update={"key_id": key.key_id, "signature": key.sign(trust.entry_message(subject, entry.hash))}
+    )
+    decision = Decision(
+        "Deployed", "revision 1", actor="argocd", revision=1, version="m-1", cause=RevisionCause.DEPLOY
+    )
+    written = audit.record("ModelDeployment", "ml", "fraud", decision, entry)
+    assert written["schema"] == "modelledger.audit/v2"
+    assert written["key_id"] == key.key_id
+    assert (
+        Keyring.of(key.public)
+        .check(key.key_id, trust.audit_record_message(written["hash"]), written["signature"])
+        .value
+        == "valid"
+    )
+    assert written["entry"]["signature"] == entry.signature, "the history entry verbatim, signature too"
+    assert trail.path is not None
+    lines = trail.path.read_text().splitlines(keepends=True)
+    result = audit_chain.verify_lines(lines, keyring=Keyring.of(key.public))
+    assert (result.ok, result.signed, result.unsigned) == (True, 1, 1)
+    assert not audit_chain.verify_lines(lines, keyring=Keyring()).ok, "an unknown key does not verify"

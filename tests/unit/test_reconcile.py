@@ -607,22 +607,60 @@ def test_an_unsigned_history_waits_unless_adopted() -> None:
         else e
         for e in unsigned
     ]
+    # As version 0.1 wrote it: no signatures, no seal, and stable flags without marks.
+    unsigned = [e.model_copy(update={"stable_mark": None}) for e in unsigned]
     w.status = w.status.model_copy(update={"history": unsigned, "seal": None})
     assert w.step().hold == "HistoryUnsigned"
     plan = reconcile(replace(w.situation(), adopt_unsigned=True))
     assert plan.hold is None
     assert "HistoryAdopted" in [d.reason for d in plan.decisions]
+    w.status = trust.sign(plan.status, w.status, KEY, SUBJECT, adopt=plan.adopted)
+    check = trust.check_status(w.status, Keyring.of(KEY.public), SUBJECT)
+    assert check.verdict is trust.Verdict.SIGNED, check.describe()
+    marks = [e.stable_mark for e in w.status.history if e.stable]
+    assert marks
+    assert all(m is not None and m.actor == "unverified" for m in marks)
+    plan = w.step()  # without the flag from now on
+    assert plan.hold is None
+    assert "HistoryAdopted" not in [d.reason for d in plan.decisions]
+
+
+def test_legacy_handled_requests_are_dropped_on_read() -> None:
+    pruned = {"approvers": [], "at": "2026-11-27T10:00:00Z", "message": "ok", "uid": ""}
+    status = ModelDeploymentStatus.model_validate({"handledRequests": [pruned]})
+    assert status.handled_requests == []
+
+
+def test_an_operator_without_a_key_leaves_a_sealed_status_alone() -> None:
+    w = world("fraud-detector-9-9-9")
+    w.step()  # sealed, although no revision exists yet
+    assert w.status.seal is not None
+    assert not w.status.history
+    plan = reconcile(replace(w.situation(), signing=False))
+    assert plan.hold == "SigningKeyUnavailable"
+    assert not plan.sealable
 
 
 def test_a_recreated_model_version_is_not_served_silently() -> None:
     w = _upgraded_then_stable()
     name = "fraud-detector-1-3-2"
     w.versions[name] = w.versions[name].model_copy(update={"metadata": {"name": name, "uid": "new-uid"}})
-    w.request(RequestAction.ROLLBACK, reason="back to 1.3.2")
+    asked = w.request(RequestAction.ROLLBACK, reason="back to 1.3.2")
     plan = w.step()
-    assert plan.hold == "PipelineMismatch"
+    assert w.outcomes[asked] == "Rejected"
+    assert "deleted and re-created" in w.messages[asked]
+    assert "PipelineMismatch" in [d.reason for d in plan.decisions]
     assert w.status.history[0].version == "fraud-detector-1-4-0", "the workload keeps what serves"
-    assert (
-        "deleted and re-created"
-        in next(c for c in w.status.conditions if c.type == "HistoryVerified").message
+    # An automatic rollback to it is held, with the condition, until a person repairs it.
+    w.spec = w.spec.model_copy(
+        update={
+            "rollback": ModelDeploymentSpec.model_validate(
+                {"modelName": "fraud-detector", "version": "x", "rollback": {"rules": [RULE]}}
+            ).rollback
+        }
     )
+    plan = w.step(rules=[RuleStatus(name="error-rate", state=RuleState.BREACHED, value=0.12, since=w.now)])
+    assert plan.hold == "PipelineMismatch"
+    assert w.status.history[0].version == "fraud-detector-1-4-0"
+    verified = next(c for c in w.status.conditions if c.type == "HistoryVerified")
+    assert "deleted and re-created" in verified.message

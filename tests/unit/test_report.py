@@ -9,8 +9,18 @@ from typing import Any
 
 import yaml
 
-from modelledger.api import Evidence, HistoryEntry, ModelDeployment, ModelVersion, RevisionCause
-from modelledger.core import audit_chain, history
+from modelledger.api import (
+    Evidence,
+    HistoryEntry,
+    ModelDeployment,
+    ModelDeploymentStatus,
+    ModelVersion,
+    RevisionCause,
+    StableMark,
+    Watermark,
+)
+from modelledger.core import audit_chain, history, trust
+from modelledger.core.signing import Keyring, SigningKey
 from modelledger.core.workload import pinned_pipeline
 from modelledger.report import model, render_html, render_json, render_markdown
 from modelledger.report.schema import AuditLogCheck, EventRecord, Report
@@ -22,6 +32,9 @@ V132, V140 = "fraud-detector-1-3-2", "fraud-detector-1-4-0"
 EVIDENCE = Evidence(
     query='max(errors{deployment="fraud-detector"})', value=0.9, threshold=0.5, comparator=">"
 )
+KEY = SigningKey.generate()
+KEYRING = Keyring.of(KEY.public)
+SUBJECT = trust.Subject("ml", "fraud-detector")
 
 
 def version(name: str, revoked: bool = False) -> ModelVersion:
@@ -62,14 +75,29 @@ SCENARIO: list[tuple[int, str, RevisionCause, str, dict[str, Any]]] = [
         "modelledger/rule:errors",
         {"rule": "errors", "evidence": EVIDENCE},
     ),
-    (30, V140, RevisionCause.DEPLOY, "alice", {}),
-    (40, V132, RevisionCause.MANUAL_ROLLBACK, "bob", {"reason": "latency", "request_id": "rollback-1"}),
+    (30, V140, RevisionCause.DEPLOY, "alice", {"actor_verified": True}),
+    (
+        40,
+        V132,
+        RevisionCause.MANUAL_ROLLBACK,
+        "bob",
+        {
+            "reason": "latency",
+            "request_name": "rollback-1",
+            "actor_verified": True,
+            "approvers": ["carol"],
+        },
+    ),
     (50, V140, RevisionCause.DEPLOY, "argocd", {}),
     (51, V132, RevisionCause.REVOCATION, "modelledger/revocation", {"reason": f"{V140} revoked: audit"}),
 ]
 
 
-def scenario_history() -> list[HistoryEntry]:
+BAKED = StableMark(at=T0 + timedelta(minutes=5), actor="modelledger/bake", actor_verified=True)
+
+
+def scenario_history(key: SigningKey | None = KEY) -> list[HistoryEntry]:
+    """The scenario's history, each decision signed as the operator signs it (unsigned without a key)."""
     entries: list[HistoryEntry] = []
     for minutes, name, cause, actor, extra in SCENARIO:
         entries = history.append(
@@ -81,22 +109,37 @@ def scenario_history() -> list[HistoryEntry]:
             pipeline=pinned_pipeline(VERSIONS[name]),
             **extra,
         )
-    return history.mark_stable(entries, 1)
+    entries = history.mark_stable(entries, 1, BAKED)
+    if key is None:
+        return entries
+    return trust.sign(ModelDeploymentStatus(history=entries), ModelDeploymentStatus(), key, SUBJECT).history
 
 
-def deployment(entries: list[HistoryEntry], limit: int = 10) -> ModelDeployment:
+def signed_watermark(revision: int) -> Watermark:
+    status = ModelDeploymentStatus(history_watermark=Watermark(revision=revision))
+    signed = trust.sign(status, ModelDeploymentStatus(), KEY, SUBJECT).history_watermark
+    assert signed is not None
+    return signed
+
+
+def deployment(
+    entries: list[HistoryEntry], limit: int = 10, watermark: Watermark | None = None
+) -> ModelDeployment:
+    status: dict[str, Any] = {
+        "phase": "RolledBack",
+        "currentRevision": entries[0].revision,
+        "stableRevision": 1,
+        "servingVersion": entries[0].version,
+        "quarantined": [V140],
+        "history": [e.to_wire() for e in entries],
+    }
+    if watermark is not None:
+        status["historyWatermark"] = watermark.to_wire()
     return ModelDeployment.model_validate(
         {
-            "metadata": {"name": "fraud-detector", "namespace": "ml"},
+            "metadata": {"name": "fraud-detector", "namespace": "ml", "uid": "5e1f-uid"},
             "spec": {"modelName": "fraud-detector", "version": V140, "revisionHistoryLimit": limit},
-            "status": {
-                "phase": "RolledBack",
-                "currentRevision": entries[0].revision,
-                "stableRevision": 1,
-                "servingVersion": entries[0].version,
-                "quarantined": [V140],
-                "history": [e.to_wire() for e in entries],
-            },
+            "status": status,
         }
     )
 
@@ -114,26 +157,44 @@ def audit_log(entries: list[HistoryEntry]) -> list[tuple[int, dict[str, Any]]]:
             "revision": entry.revision,
             "version": entry.version,
             "cause": entry.cause.value,
-            "entry": entry.model_copy(update={"stable": False}).to_wire(),
+            # the entry as it was written: not yet stable
+            "entry": entry.model_copy(update={"stable": False, "stable_mark": None}).to_wire(),
         }
-        record = audit_chain.seal(fields, prev_hash=tip.hash, seq=tip.seq + 1)
+        record = audit_chain.seal(fields, prev_hash=tip.hash, seq=tip.seq + 1, key=KEY)
         tip = audit_chain.ChainTip(record["hash"], record["seq"])
         lines.append(audit_chain.to_line(record))
         if entry.revision == 1:
             marked = {"ts": (entry.at + timedelta(minutes=5)).isoformat(), "actor": "modelledger/bake"}
             marked |= {"action": "MarkedStable", "namespace": "ml", "deployment": "fraud-detector"}
             record = audit_chain.seal(
-                marked | {"revision": 1, "version": V132}, prev_hash=tip.hash, seq=tip.seq + 1
+                marked | {"revision": 1, "version": V132}, prev_hash=tip.hash, seq=tip.seq + 1, key=KEY
             )
             tip = audit_chain.ChainTip(record["hash"], record["seq"])
             lines.append(audit_chain.to_line(record))
     return [(n, r) for n, r, _ in audit_chain.parse_lines(lines) if r is not None]
 
 
-def build(entries: list[HistoryEntry], limit: int = 10, with_log: bool = False, **query: Any) -> Report:
+_CACHE: list[list[HistoryEntry]] = []
+
+
+def scenario_history_cached() -> list[HistoryEntry]:
+    """The same signed history every time (Ed25519 is deterministic, so this equals scenario_history())."""
+    if not _CACHE:
+        _CACHE.append(scenario_history())
+    return _CACHE[0]
+
+
+def build(
+    entries: list[HistoryEntry],
+    limit: int = 10,
+    with_log: bool = False,
+    watermark: Watermark | None = None,
+    keyring: Keyring | None = KEYRING,
+    **query: Any,
+) -> Report:
     sources = model.Sources(
         namespace="ml",
-        deployments=[deployment(entries, limit)],
+        deployments=[deployment(entries, limit, watermark)],
         versions=VERSIONS,
         events=[
             EventRecord(
@@ -147,6 +208,7 @@ def build(entries: list[HistoryEntry], limit: int = 10, with_log: bool = False, 
         ],
         audit_records=audit_log(scenario_history()) if with_log else (),
         audit_log=AuditLogCheck(path="audit.jsonl", records=8, ok=True) if with_log else None,
+        keyring=keyring,
     )
     return model.build(
         sources, model.Query(generated_at=T0 + timedelta(hours=1), generated_by="examiner", **query)
@@ -160,7 +222,10 @@ def test_the_report_lists_every_revision_with_cause_actor_and_evidence() -> None
     ]
     auto = d.changes[2]
     assert (auto.previous_version, auto.rule, auto.evidence) == (V140, "errors", EVIDENCE.to_wire())
-    assert (d.changes[4].reason, d.changes[4].request_id) == ("latency", "rollback-1")
+    assert (d.changes[4].reason, d.changes[4].request_name) == ("latency", "rollback-1")
+    assert (d.changes[4].actor_verified, d.changes[4].approvers) == (True, ["carol"])
+    assert {c.signature_state for c in d.changes} == {"valid"}
+    assert [c.key_id for c in d.changes] == [KEY.key_id] * 7
     assert [q.version for q in d.quarantines] == [V140, V140, V140]
     assert [q.current for q in d.quarantines] == [True, True, True]
     [revocation] = d.revocations
@@ -169,9 +234,13 @@ def test_the_report_lists_every_revision_with_cause_actor_and_evidence() -> None
         "compliance-bot",
         7,
     )
-    assert [(m.revision, m.source) for m in d.stable_markings] == [(1, "status")]
+    assert [(m.revision, m.actor, m.source, m.signature_state) for m in d.stable_markings] == [
+        (1, "modelledger/bake", "status", "valid")
+    ]
     assert d.history_complete
-    assert d.verification.history.ok
+    assert (d.verification.history.verdict, d.verification.history.signed) == ("Signed", 7)
+    assert d.history == [e.to_wire() for e in scenario_history_cached()], "the signed entries, verbatim"
+    assert d.uid == "5e1f-uid"
     provenance = next(v for v in d.versions if v.name == V140)
     assert provenance.code_commit == VERSIONS[V140].spec.provenance.code.commit
     assert provenance.metrics == {"auc": 0.941, "accuracy": 0.973}
@@ -207,24 +276,49 @@ def test_a_time_range_keeps_the_changes_inside_and_what_served_across_it() -> No
 def test_pruned_revisions_come_back_from_the_audit_log() -> None:
     pruned = history.prune(scenario_history(), 2, 7)
     assert [e.revision for e in pruned] == [7, 6, 1]
-    [without] = build(pruned, limit=2).deployments
+    watermark = signed_watermark(6)
+    [without] = build(pruned, limit=2, watermark=watermark).deployments
     assert not without.history_complete
-    at_25 = build(pruned, limit=2, at=T0 + timedelta(minutes=25)).deployments[0].served_at
-    assert at_25 is not None
-    assert not at_25.known, "revision 1 may have been replaced by a pruned revision"
+    assert without.verification.history.verdict == "Signed", "pruned below a signed watermark"
+    at_25 = build(pruned, limit=2, watermark=watermark, at=T0 + timedelta(minutes=25)).deployments[0]
+    assert at_25.served_at is not None
+    assert not at_25.served_at.known, "revision 1 may have been replaced by a pruned revision"
 
-    [full] = build(pruned, limit=2, with_log=True).deployments
+    [full] = build(pruned, limit=2, with_log=True, watermark=watermark).deployments
     assert full.history_complete
     assert [(c.revision, c.source) for c in full.changes][:3] == [
         (1, "status"),
         (2, "auditLog"),
         (3, "auditLog"),
     ]
+    assert [e["revision"] for e in full.audit_log_history] == [5, 4, 3, 2]
+    assert full.history_watermark == watermark.to_wire()
     assert full.verification.audit_log is not None
     assert full.verification.audit_log.ok
+    assert (full.verification.history.verdict, full.verification.history.signed) == ("Signed", 7)
     assert [(m.revision, m.actor, m.source) for m in full.stable_markings] == [
-        (1, "modelledger/bake", "auditLog")
+        (1, "modelledger/bake", "status")
     ]
+
+
+def test_pruning_without_a_signed_watermark_is_tampering() -> None:
+    pruned = history.prune(scenario_history(), 2, 7)
+    check = build(pruned, limit=2).deployments[0].verification.history
+    assert (check.verdict, check.revision) == ("Tampered", 2)
+
+
+def test_an_unsigned_history_is_unsigned_and_without_keys_not_checked() -> None:
+    unsigned = build(scenario_history(key=None)).deployments[0].verification.history
+    assert (unsigned.verdict, unsigned.ok, unsigned.unsigned) == ("Unsigned", True, 7)
+    report = build(scenario_history(), keyring=None)
+    assert report.keys is None
+    [d] = report.deployments
+    assert (d.verification.history.verdict, d.verification.history.signed) == ("NotChecked", 7)
+    assert {c.signature_state for c in d.changes} == {"notChecked"}
+    other = Keyring.of(SigningKey.generate().public)
+    foreign = build(scenario_history(), keyring=other).deployments[0]
+    assert (foreign.verification.history.verdict, foreign.verification.history.revision) == ("Tampered", 1)
+    assert foreign.changes[0].signature_state == "unknownKey"
 
 
 def test_a_tampered_history_fails_verification_in_the_report() -> None:
@@ -232,7 +326,7 @@ def test_a_tampered_history_fails_verification_in_the_report() -> None:
     entries[3] = entries[3].model_copy(update={"actor": "mallory"})
     report = build(entries, with_log=True)
     [d] = report.deployments
-    assert (d.verification.history.ok, d.verification.history.revision) == (False, 4)
+    assert (d.verification.history.verdict, d.verification.history.revision) == ("Tampered", 4)
     assert d.verification.audit_log is not None
     assert (d.verification.audit_log.ok, d.verification.audit_log.revision) == (False, 4)
     assert not report.ok
@@ -241,7 +335,8 @@ def test_a_tampered_history_fails_verification_in_the_report() -> None:
 def test_json_is_the_versioned_schema_and_round_trips() -> None:
     report = build(scenario_history(), with_log=True, at=T0 + timedelta(minutes=25))
     document = json.loads(render_json.render(report))
-    assert document["schema"] == "modelledger.report/v1"
+    assert document["schema"] == "modelledger.report/v2"
+    assert document["deployments"][0]["history"][0]["signature"] == scenario_history_cached()[0].signature
     assert document["deployments"][0]["servedAt"]["revision"] == 3
     assert set(document["deployments"][0]["timeline"][0]) >= {"revision", "version", "start", "end", "cause"}
     assert Report.model_validate(document) == report
@@ -260,12 +355,17 @@ def test_markdown_and_html_carry_the_same_facts() -> None:
     assert "| 3 | fraud-detector-1-3-2 |" in text
     assert "AutomaticRollback (errors)" in text
     assert "**Served at 2026-11-27 10:25:00 UTC:** revision 3" in text
+    assert "| bob | yes | carol | latency |" in text, "actor, verified, approvers"
+    assert "every one of 7 revisions signed and verified" in text
+    assert text.count("| signed |") == 7
     page = render_html.render(report)
     assert page.startswith("<!DOCTYPE html>")
     assert "<svg" in page
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', ""), "self-contained"
     assert "@media print" in page
     assert "<script" not in page
+    assert "<td>bob</td><td>yes</td>\n<td>carol</td>" in page
+    assert "every one of 7 revisions signed and verified" in page
 
 
 def test_html_escapes_what_people_wrote() -> None:

@@ -45,3 +45,22 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- fail "prometheus.ca: set configMapName or secretName, not both" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* CEL variables shared by the version-setter admission policies (validating and mutating). */}}
+{{- define "modelledger.versionSetterVariables" -}}
+- name: changed
+  expression: request.operation == 'CREATE' || object.spec.version != oldObject.spec.version
+- name: annotations
+  expression: "has(object.metadata.annotations) ? object.metadata.annotations : {}"
+- name: old
+  expression: >-
+    request.operation == 'UPDATE' && has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {}
+- name: setter
+  expression: >-
+    {
+      "modelledger.io/version-set-by": request.userInfo.username,
+      "modelledger.io/version-set-by-uid": has(request.userInfo.uid) ? request.userInfo.uid : "",
+      "modelledger.io/version-set-by-groups": has(request.userInfo.groups) ? request.userInfo.groups.join(",") : "",
+      "modelledger.io/version-set-for": string(object.spec.version)
+    }
+{{- end -}}

@@ -2,8 +2,9 @@
 `audit=true` and, with `--audit-log PATH`, appended to a JSON Lines file for WORM storage or a SIEM.
 
 The record schema and the chain are in `core/audit_chain.py`; this module only stamps the time, keeps
-the chain's tip, and writes. The file is append-only and every line is flushed and fsynced before the
-next decision; a restarted operator continues the chain from the file's last line.
+the chain's tip, signs with the operator's key (`use_key`, at start) and writes. The file is
+append-only and every line is flushed and fsynced before the next decision; a restarted operator
+continues the chain from the file's last line.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from modelledger.api import HistoryEntry
 from modelledger.core import audit_chain
 from modelledger.core.audit_chain import ChainTip
 from modelledger.core.reconcile import Decision
+from modelledger.core.signing import SigningKey
 
 log = structlog.get_logger("modelledger.audit")
 _TAIL_BLOCK = 64 * 1024
@@ -59,12 +61,23 @@ def _ends_torn(path: Path) -> bool:
 
 
 class AuditTrail:
-    """The chain's tip and the optional JSONL file; one per process, shared by every handler."""
+    """The chain's tip, the signing key and the optional JSONL file; one per process, shared by every
+    handler."""
 
-    def __init__(self) -> None:
+    def __init__(self, key: SigningKey | None = None) -> None:
         self.path: Path | None = None
         self.tip = ChainTip()
+        self.key = key
         self._lock = threading.Lock()
+
+    def use_key(self, key: SigningKey | None) -> None:
+        """Sign every record from now on with `key` (None: records go unsigned)."""
+        with self._lock:
+            self.key = key
+        if key is None:
+            log.warning("audit records are not signed: no signing key")
+        else:
+            log.info("audit records signed", key_id=key.key_id)
 
     def write_to(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,6 +97,7 @@ class AuditTrail:
                 {"ts": datetime.now(UTC).isoformat(), **fields},
                 prev_hash=self.tip.hash,
                 seq=self.tip.seq + 1,
+                key=self.key,
             )
             if self.path is not None:
                 with self.path.open("a", encoding="utf-8") as out:
@@ -117,10 +131,16 @@ def write_to(path: Path) -> None:
     TRAIL.write_to(path)
 
 
+def use_key(key: SigningKey | None) -> None:
+    """Sign every audit record with the operator's key (called once at start, after the key is loaded)."""
+    TRAIL.use_key(key)
+
+
 def record(
     kind: str, namespace: str, name: str, decision: Decision, entry: HistoryEntry | None
 ) -> dict[str, Any]:
-    """One decision on a ModelDeployment (or ModelVersion); `entry` is the revision it created."""
+    """One decision on a ModelDeployment (or ModelVersion); `entry` is the revision it created, carried
+    verbatim (with its signature) so the log anchors the status history outside the object."""
     deployment = kind == "ModelDeployment"
     return TRAIL.emit(
         {

@@ -432,6 +432,16 @@ class ModelDeploymentStatus(ApiModel):
         require_unique([rule.name for rule in rules], "rule name")
         return rules
 
+    @field_validator("handled_requests", mode="before")
+    @classmethod
+    def _drop_legacy_requests(cls, requests: Any) -> Any:
+        # Version 0.1 kept outcomes of status requests here ({id, kind, outcome}); that path is gone,
+        # and the history keeps their requestId. The apiserver prunes their fields to this schema's, so
+        # they arrive without a `name`: they are not records of ModelDeploymentRequests.
+        if isinstance(requests, list):
+            return [r for r in requests if not (isinstance(r, dict) and "name" not in r)]
+        return requests
+
     @field_validator("handled_requests")
     @classmethod
     def _request_names_unique(cls, requests: list[HandledRequest]) -> list[HandledRequest]:

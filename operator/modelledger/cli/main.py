@@ -10,7 +10,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+import urllib3
+
 from modelledger.cli import audit, crds, history, report, requests, run
+from modelledger.cli.common import unreachable
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -55,7 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = hoist_global_flags(sys.argv[1:] if argv is None else argv)
     args = build_parser(program_name(sys.argv[0])).parse_args(arguments)
     handler: Handler = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except urllib3.exceptions.HTTPError as error:  # refused, DNS, TLS, timeout: never an ApiException
+        unreachable(error)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """`modelledger report [MDEP]`: the compliance report of a namespace or one deployment over a time
-range, as JSON (schema `modelledger.report/v1`), Markdown or one self-contained HTML file."""
+range, as JSON (schema `modelledger.report/v2`), Markdown or one self-contained HTML file.
+
+The JSON embeds each deployment's signed history verbatim, so anyone holding the operator's public key
+can check it offline: `modelledger audit verify --report FILE --public-key KEY`."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from modelledger.api import ModelDeployment, ModelVersion
-from modelledger.cli.audit import read_log
+from modelledger.cli.audit import add_operator_namespace, published_keyring, read_log
 from modelledger.cli.common import (
     EXIT_FAILED,
     Cluster,
@@ -23,6 +26,7 @@ from modelledger.cli.common import (
     parse_time,
 )
 from modelledger.core import audit_chain
+from modelledger.core.signing import Keyring
 from modelledger.report import model, render_html, render_json, render_markdown
 from modelledger.report.schema import AuditLogCheck, EventRecord
 
@@ -45,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--audit-log", type=Path, help="the operator's audit JSONL file: covers pruned revisions"
     )
     parser.add_argument("--json-schema", action="store_true", help="print the report's JSON Schema and exit")
+    add_operator_namespace(parser)
     add_cluster_args(parser)
     parser.set_defaults(handler=run)
 
@@ -63,6 +68,14 @@ def run(args: argparse.Namespace) -> int:
         at=parse_time(args.at, now) if args.at else None,
     )
     cluster = Cluster(args)
+    keyring = published_keyring(cluster, args.operator_namespace, required=False)
+    if keyring is None or not keyring.keys:
+        errors.print(
+            f"[yellow]warning:[/] no public keys read from {args.operator_namespace}: the report's "
+            "signatures are not checked (verdict NotChecked)",
+            highlight=False,
+        )
+        keyring = None
     deployments = (
         [cluster.get_deployment(args.deployment)]
         if args.deployment
@@ -75,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
             v.metadata["name"]: v for v in _parsed(ModelVersion, list_objects(cluster, "modelversions"))
         },
         events=[_event(e) for e in list_events(cluster)],
-        **_audit_sources(args.audit_log),
+        keyring=keyring,
+        **_audit_sources(args.audit_log, keyring),
     )
     report = model.build(sources, _with_user(query, cluster.whoami()))
     _write(RENDERERS[args.format](report), args.output)
@@ -102,20 +116,21 @@ def _parsed(kind: type[Parsed], items: list[dict[str, Any]]) -> list[Parsed]:
     return parsed
 
 
-def _audit_sources(path: Path | None) -> dict[str, Any]:
+def _audit_sources(path: Path | None, keyring: Keyring | None) -> dict[str, Any]:
     if path is None:
         return {}
     lines = read_log(path)
-    result = audit_chain.verify_lines(lines)
-    check = AuditLogCheck(path=str(path), records=result.records, ok=result.ok)
-    if result.broken is not None:
-        check = AuditLogCheck(
-            path=str(path),
-            records=result.records,
-            ok=False,
-            line=result.broken.line,
-            problem=result.broken.describe(),
-        )
+    result = audit_chain.verify_lines(lines, keyring=keyring)
+    check = AuditLogCheck(
+        path=str(path),
+        records=result.records,
+        ok=result.ok,
+        line=result.broken.line if result.broken else None,
+        problem=result.broken.describe() if result.broken else None,
+        signed=result.signed,
+        unsigned=result.unsigned,
+        signatures_checked=result.checked,
+    )
     records = [
         (n, r) for n, r, _ in audit_chain.parse_lines(lines) if r is not None and r.get("audit") is True
     ]

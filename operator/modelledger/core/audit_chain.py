@@ -1,10 +1,15 @@
-"""The audit log's own hash chain: pure sealing and verification of JSON Lines records, no I/O.
+"""The audit log's own hash chain: pure sealing, signing and verification of JSON Lines records, no I/O.
 
 Every record carries `prev_hash` (the previous record's `hash`) and `hash` = sha256 over `prev_hash`
-and the canonical JSON of the record without `hash`. The chain runs across every deployment the
-operator handles, because the file is one stream: removing, reordering or editing any line breaks the
-link of the line after it (or its own hash). The history's canonicalisation is reused so both chains
-mean the same thing by "the same document".
+and the canonical JSON of the record without `hash`, `key_id` and `signature`. The chain runs across
+every deployment the operator handles, because the file is one stream: removing, reordering or editing
+any line breaks the link of the line after it (or its own hash). The history's canonicalisation is
+reused so both chains mean the same thing by "the same document".
+
+Anyone can recompute a hash chain, so since `modelledger.audit/v2` every record is also signed:
+`signature` is Ed25519 over `trust.audit_record_message(hash)` by the key `key_id`. A `v1` record (no
+signature) still verifies as a chain but counts as unsigned; once a file holds a signed record, an
+unsigned one after it was not written by the operator.
 """
 
 from __future__ import annotations
@@ -17,8 +22,13 @@ from typing import Any
 
 from modelledger.api import HistoryEntry
 from modelledger.core.history import GENESIS, canonical_json, hashed_fields
+from modelledger.core.signing import Check, Keyring, SigningKey
+from modelledger.core.trust import audit_record_message
 
-SCHEMA = "modelledger.audit/v1"
+SCHEMA = "modelledger.audit/v2"
+SCHEMA_V1 = "modelledger.audit/v1"  # unsigned records written before signing; still verified as a chain
+# Not hashed: the hash itself and the signature over it.
+UNHASHED = frozenset({"hash", "key_id", "signature"})
 # The fixed schema: every record has exactly these keys (null where they do not apply).
 FIELDS = (
     "audit",
@@ -42,24 +52,33 @@ FIELDS = (
     "entry",
     "prev_hash",
     "hash",
+    "key_id",
+    "signature",
 )
 
 
 def record_hash(record: Mapping[str, Any]) -> str:
-    body = {key: value for key, value in record.items() if key != "hash"}
+    body = {key: value for key, value in record.items() if key not in UNHASHED}
     prev = str(record.get("prev_hash") or "")
     return "sha256:" + hashlib.sha256(prev.encode() + canonical_json(body)).hexdigest()
 
 
-def seal(fields: Mapping[str, Any], *, prev_hash: str, seq: int) -> dict[str, Any]:
-    """The record with every schema key, linked to `prev_hash` and hashed."""
-    record: dict[str, Any] = {key: None for key in FIELDS}
+def seal(
+    fields: Mapping[str, Any], *, prev_hash: str, seq: int, key: SigningKey | None = None
+) -> dict[str, Any]:
+    """The record with every schema key, linked to `prev_hash`, hashed and, given a key, signed."""
+    record: dict[str, Any] = {name: None for name in FIELDS}
     unknown = set(fields) - set(FIELDS)
     if unknown:
         raise ValueError(f"not in the audit schema: {', '.join(sorted(unknown))}")
+    if reserved := set(fields) & UNHASHED:
+        raise ValueError(f"set by sealing, not by the caller: {', '.join(sorted(reserved))}")
     record.update(fields)
     record.update(audit=True, schema=SCHEMA, seq=seq, prev_hash=prev_hash)
     record["hash"] = record_hash(record)
+    if key is not None:
+        record["key_id"] = key.key_id
+        record["signature"] = key.sign(audit_record_message(record["hash"]))
     return record
 
 
@@ -101,13 +120,26 @@ class LineBreak:
 
 @dataclass(frozen=True)
 class ChainResult:
+    """What verification found: how many records, how many of them signed, and the first bad line.
+
+    `checked` is False when no keyring was given: signatures were counted, not verified.
+    """
+
     records: int
     tip: ChainTip
     broken: LineBreak | None
+    signed: int = 0
+    unsigned: int = 0
+    checked: bool = True
 
     @property
     def ok(self) -> bool:
         return self.broken is None
+
+    @property
+    def all_signed(self) -> bool:
+        """Every record signed and (with a keyring) verified: only then is the log "verified"."""
+        return self.ok and self.checked and self.unsigned == 0
 
 
 def subject(record: Mapping[str, Any]) -> str:
@@ -134,32 +166,63 @@ def parse_lines(lines: Iterable[str]) -> list[tuple[int, dict[str, Any] | None, 
     return parsed
 
 
-def verify_lines(lines: Iterable[str], anchor: str = GENESIS) -> ChainResult:
-    """Recompute the chain; the first line altered, removed or reordered is named.
+def verify_lines(lines: Iterable[str], anchor: str = GENESIS, keyring: Keyring | None = None) -> ChainResult:
+    """Recompute the chain and check every signature; the first bad line is named.
 
-    `anchor` is the hash the first line must link to: empty for a log that starts the chain, the
-    previous file's last hash for a rotated one.
+    A line is bad when it was altered, removed or reordered, when its signature does not verify or
+    names a key the keyring does not hold, or when it is unsigned after a signed line. `anchor` is the
+    hash the first line must link to: empty for a log that starts the chain, the previous file's last
+    hash for a rotated one. Without a keyring, signatures are counted but not checked (`checked`).
     """
     parsed = parse_lines(lines)
     line_of_hash = {str(r.get("hash")): n for n, r, _ in parsed if r is not None}
     tip, previous_line, count = ChainTip(anchor, 0), 0, 0
+    signed = unsigned = 0
+    checked = keyring is not None
+
+    def broken(line: LineBreak) -> ChainResult:
+        return ChainResult(count, tip, line, signed, unsigned, checked)
+
     for number, record, _text in parsed:
         if record is None:
-            return ChainResult(count, tip, LineBreak(number, "not a JSON object (torn write or edited)"))
+            return broken(LineBreak(number, "not a JSON object (torn write or edited)"))
         seq = record.get("seq") if isinstance(record.get("seq"), int) else None
         name = subject(record)
         if record.get("hash") != record_hash(record):
-            problem = "content does not match its hash (line altered)"
-            return ChainResult(count, tip, LineBreak(number, problem, seq, name))
+            return broken(LineBreak(number, "content does not match its hash (line altered)", seq, name))
         prev_hash = str(record.get("prev_hash"))
         if prev_hash != tip.hash:
             problem = _link_problem(prev_hash, number, previous_line, line_of_hash)
-            return ChainResult(count, tip, LineBreak(number, problem, seq, name))
+            return broken(LineBreak(number, problem, seq, name))
         if seq is not None and tip.seq and seq != tip.seq + 1:
             problem = f"seq {seq} follows seq {tip.seq} (a line was removed)"
-            return ChainResult(count, tip, LineBreak(number, problem, seq, name))
+            return broken(LineBreak(number, problem, seq, name))
+        if bad_signature := _signature_problem(record, keyring, seen_signed=signed > 0):
+            return broken(LineBreak(number, bad_signature, seq, name))
+        if record.get("signature"):
+            signed += 1
+        else:
+            unsigned += 1
         tip, previous_line, count = ChainTip(str(record["hash"]), seq or tip.seq + 1), number, count + 1
-    return ChainResult(count, tip, None)
+    return ChainResult(count, tip, None, signed, unsigned, checked)
+
+
+def _signature_problem(
+    record: Mapping[str, Any], keyring: Keyring | None, *, seen_signed: bool
+) -> str | None:
+    signature, key_id = record.get("signature"), record.get("key_id")
+    if not signature:
+        if key_id:
+            return "has a key id but no signature (signature removed)"
+        if seen_signed:
+            return "unsigned record after a signed one (not written by the operator)"
+        return None
+    if not isinstance(signature, str) or not isinstance(key_id, str):
+        return "signature or key id is not a string"
+    if keyring is None:
+        return None
+    result = keyring.check(key_id, audit_record_message(str(record["hash"])), signature)
+    return None if result is Check.VALID else f"{result} (key {key_id})"
 
 
 def _link_problem(prev_hash: str, number: int, previous_line: int, line_of_hash: Mapping[str, int]) -> str:

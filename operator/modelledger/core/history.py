@@ -28,8 +28,16 @@ def canonical_json(document: dict[str, Any]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+# Added after entries were first written: left out when empty, so entries from before still hash alike.
+_OMITTED_WHEN_EMPTY = frozenset({"actorGroups", "approvers"})
+
+
 def hashed_fields(entry: HistoryEntry) -> dict[str, Any]:
-    return {k: v for k, v in entry.to_wire().items() if k not in _UNHASHED}
+    return {
+        k: v
+        for k, v in entry.to_wire().items()
+        if k not in _UNHASHED and not (k in _OMITTED_WHEN_EMPTY and v == [])
+    }
 
 
 def entry_hash(entry: HistoryEntry) -> str:

@@ -33,7 +33,7 @@ from modelledger.api import (
 )
 from modelledger.api.modeldeploymentrequest import REASON_LENGTH
 from modelledger.core import history, promql, trust
-from modelledger.core.actors import NOBODY_VERIFIED, OPERATOR, Identity
+from modelledger.core.actors import NOBODY_VERIFIED, OPERATOR, UNVERIFIED, Identity
 from modelledger.core.rules import Breach, verdict
 from modelledger.core.trust import HistoryCheck, Verdict
 from modelledger.core.workload import WorkloadState, pinned_pipeline, selector_string
@@ -116,6 +116,7 @@ class Plan:
     outcomes: dict[str, RequestOutcome] = field(default_factory=dict)  # request name -> its answer
     hold: str | None = None  # why the workload must be left as it is (HistoryTampered, ...)
     sealable: bool = True  # False: the status is not the operator's, so it must not be signed as such
+    adopted: bool = False  # an unsigned history taken on: sign every entry of it from now on
 
     @property
     def serving(self) -> HistoryEntry | None:
@@ -144,7 +145,7 @@ def _decide(s: Situation) -> Plan:
     plan = Plan(s.status.model_copy(deep=True))
     st = plan.status
     _require_pinned(s, plan.serving)
-    adopted = _adopt(s, plan)
+    adopted = plan.adopted = _adopt(s, plan)
     retried_by = _handle_requests(s, plan)
     _handle_revocation(s, plan)
     problem = _deploy_desired(s, plan, retried_by)
@@ -170,7 +171,7 @@ def _refuse_unverifiable(s: Situation) -> Plan | None:
         return None
     if check.verdict is Verdict.TAMPERED:
         return _held(s, "HistoryTampered", f"history does not verify: {check.describe()}", sealable=False)
-    if check.verdict is Verdict.SIGNED and not s.signing:
+    if (check.signed or s.status.seal is not None) and not s.signing:
         message = "the history is signed but this operator has no signing key, so it cannot extend it"
         return _held(s, "SigningKeyUnavailable", message, sealable=False)
     if check.verdict is Verdict.UNSIGNED and s.signing and not s.adopt_unsigned:
@@ -198,6 +199,13 @@ def _adopt(s: Situation, plan: Plan) -> bool:
     """An unsigned history taken on with --adopt-unsigned-history: said once, then signed from here on."""
     adopting = s.trust is not None and s.trust.verdict is Verdict.UNSIGNED and s.signing
     if adopting:
+        # Marked stable before signing: the mark says it is taken on as it was, by nobody verified.
+        plan.status.history = [
+            e.model_copy(update={"stable_mark": StableMark(at=s.now, actor=UNVERIFIED)})
+            if e.stable and e.stable_mark is None
+            else e
+            for e in plan.status.history
+        ]
         plan.decisions.append(
             Decision(
                 "HistoryAdopted",
@@ -222,13 +230,18 @@ def _verified_condition(s: Situation, plan: Plan, adopted: bool) -> None:
     _set_condition(s, plan, "HistoryVerified", True, reason, "chain, signatures and status seal verify")
 
 
+def _pin_problem(s: Situation, entry: HistoryEntry) -> str | None:
+    version = s.versions.get(entry.version)
+    if version is None:
+        return None
+    problem = trust.pipeline_mismatch(entry, version, str(version.metadata.get("uid") or ""))
+    return f"revision {entry.revision}: {problem}" if problem else None
+
+
 def _require_pinned(s: Situation, entry: HistoryEntry | None) -> None:
     """Serve a revision only as it was pinned: the same ModelVersion object with the same digests."""
-    if entry is None or entry.version not in s.versions:
-        return
-    version = s.versions[entry.version]
-    if problem := trust.pipeline_mismatch(entry, version, str(version.metadata.get("uid") or "")):
-        raise _Hold("PipelineMismatch", f"revision {entry.revision}: {problem}")
+    if entry is not None and (problem := _pin_problem(s, entry)):
+        raise _Hold("PipelineMismatch", problem)
 
 
 def _set_watermark(plan: Plan) -> None:
@@ -419,7 +432,9 @@ def _manual_rollback(
         )
         if target is None:
             return RequestOutcome(rejected, "no stable revision to roll back to")
-    _require_pinned(s, target)
+    if mismatch := _pin_problem(s, target):
+        plan.decisions.append(Decision("PipelineMismatch", mismatch, warning=True, request=request.name))
+        return RequestOutcome(rejected, f"not served as pinned: {mismatch}")
     who = request.requester
     entry = _revision(
         s,
@@ -504,7 +519,8 @@ def _retry(s: Situation, plan: Plan, request: Request, approvers: tuple[str, ...
     plan.decisions.append(
         Decision(
             "QuarantineLifted",
-            f"{desired} lifted from quarantine by {who.name}{_approved_by(approvers)}: it deploys again",
+            f"{desired} lifted from quarantine by {who.name}{_approved_by(approvers)}: it deploys again"
+            + (f": {request.reason}" if request.reason else ""),
             actor=who.name,
             version=desired,
             request=request.name,

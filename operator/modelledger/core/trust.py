@@ -79,23 +79,30 @@ def audit_record_message(record_hash: str) -> bytes:
 
 
 def sign(
-    status: ModelDeploymentStatus, before: ModelDeploymentStatus, key: SigningKey, subject: Subject
+    status: ModelDeploymentStatus,
+    before: ModelDeploymentStatus,
+    key: SigningKey,
+    subject: Subject,
+    *,
+    adopt: bool = False,
 ) -> ModelDeploymentStatus:
     """Sign what this decision added (new entries, new stable marks, a new watermark), then seal.
 
     Entries that were already there keep their signatures as they were: the operator never signs what
-    it did not decide, so a hand-inserted entry stays unsigned and fails verification.
+    it did not decide, so a hand-inserted entry stays unsigned and fails verification. `adopt` (an
+    unsigned history taken on by --adopt-unsigned-history, recorded as HistoryAdopted) signs them all.
     """
     old = {e.revision: e for e in before.history}
     entries = []
     for entry in status.history:
         previous = old.get(entry.revision)
-        if previous is None or previous.hash != entry.hash:
+        if previous is None or previous.hash != entry.hash or (adopt and entry.signature is None):
             entry = entry.model_copy(
                 update={"key_id": key.key_id, "signature": key.sign(entry_message(subject, entry.hash))}
             )
         mark = entry.stable_mark
-        if mark is not None and (previous is None or previous.stable_mark != mark) and mark.signature is None:
+        changed = previous is None or previous.stable_mark != mark or adopt
+        if mark is not None and changed and mark.signature is None:
             signed = mark.model_copy(update={"key_id": key.key_id})
             signed = signed.model_copy(
                 update={"signature": key.sign(stable_message(subject, entry.hash, signed))}
@@ -104,7 +111,8 @@ def sign(
         entries.append(entry)
     result = status.model_copy(update={"history": entries})
     watermark = result.history_watermark
-    if watermark is not None and watermark != before.history_watermark and watermark.signature is None:
+    new_watermark = watermark != before.history_watermark or adopt
+    if watermark is not None and new_watermark and watermark.signature is None:
         signed_watermark = Watermark(
             revision=watermark.revision,
             key_id=key.key_id,

@@ -188,7 +188,7 @@ async def reconcile_once(
 
     subject = trust.Subject(namespace, name, str(meta.get("uid", "")))
     check = trust.check_status(status, config.keyring, subject, limit=spec.revision_history_limit)
-    guarded = await kube.call(GUARDS.guarded)
+    guarded = await kube.call(GUARDS.guarded, namespace)
     referenced = {spec.version} | {entry.version for entry in status.history}
     versions = _versions(namespace, referenced, indices.versions)
     workload_raw = _one(indices.workloads, (namespace, name))
@@ -217,8 +217,12 @@ async def reconcile_once(
         adopt_unsigned=config.adopt_unsigned,
     )
     plan = reconcile(situation)
+    if plan.hold == "SigningKeyUnavailable":
+        # Writing would break the seal this operator cannot renew: say so in the log, change nothing.
+        log.error("signed history, but no signing key: nothing changed", namespace=namespace, deployment=name)
+        return 60.0
     if plan.sealable and config.signing_key is not None:
-        plan.status = trust.sign(plan.status, status, config.signing_key, subject)
+        plan.status = trust.sign(plan.status, status, config.signing_key, subject, adopt=plan.adopted)
     if not await _write_and_report(namespace, name, raw, old_status, plan):
         return RETRY_AFTER_CONFLICT
     _crash_point("after-status-write", plan)

@@ -26,6 +26,7 @@ TEMPLATE = """\
   .meta, .note { color: var(--muted); }
   .ok { color: var(--ok); font-weight: 600; }
   .bad { color: var(--bad); font-weight: 600; }
+  .warn { color: #9a6700; font-weight: 600; }
   table { border-collapse: collapse; width: 100%; margin: 4px 0 10px; font-size: 12.5px; }
   th, td { border-bottom: 1px solid var(--rule); padding: 3px 6px; text-align: left; vertical-align: top; }
   th { background: #f3f5f7; }
@@ -52,11 +53,19 @@ TEMPLATE = """\
   <div class="meta">Generated {{ r.generated_at | ts }} by {{ r.generated_by }} · schema <code>{{ r.schema_ }}</code>
   · range {{ r.window.since | ts if r.window.since else "from the first revision" }} to {{ r.window.until | ts }}</div>
   {% if r.audit_log %}
-  <p>Audit log <code>{{ r.audit_log.path }}</code>: {{ r.audit_log.records }} records, chain
-  {% if r.audit_log.ok %}<span class="ok">verified</span>{% else %}<span class="bad">BROKEN at line
+  <p>Audit log <code>{{ r.audit_log.path }}</code>: {{ r.audit_log.records }} records ({{ r.audit_log.signed }} signed,
+  {{ r.audit_log.unsigned }} unsigned), chain
+  {% if r.audit_log.ok and (r.audit_log.unsigned or not r.audit_log.signatures_checked) %}<span class="warn">intact</span>
+  {% elif r.audit_log.ok %}<span class="ok">verified</span>{% else %}<span class="bad">BROKEN at line
   {{ r.audit_log.line }}</span>: {{ r.audit_log.problem }}{% endif %}.</p>
   {% else %}
   <p class="note">No audit log given: revisions pruned from the status are not covered.</p>
+  {% endif %}
+  {% if r.keys %}
+  <p>Signatures checked against {{ r.keys | length }} public key(s): <code>{{ r.keys | map("short") | join(", ") }}</code>;
+  check this report offline with <code>modelledger audit verify --report FILE --public-key KEY</code>.</p>
+  {% else %}
+  <p class="note">No public keys were available: signatures were not checked.</p>
   {% endif %}
   {% if not r.deployments %}<p>No ModelDeployment found.</p>{% endif %}
 </header>
@@ -66,8 +75,7 @@ TEMPLATE = """\
 <p>Phase <strong>{{ d.phase or "—" }}</strong>; desired <code>{{ d.desired_version }}</code>, serving
 <code>{{ d.serving_version or "—" }}</code> (revision {{ d.current_revision or "—" }}), stable revision
 {{ d.stable_revision or "—" }}{% if d.quarantined %}; quarantined {{ d.quarantined | join(", ") }}{% endif %}.<br>
-History chain: {% if d.verification.history.ok %}<span class="ok">verified</span>{% else %}<span class="bad">BROKEN at
-revision {{ d.verification.history.revision }}</span>: {{ d.verification.history.problem }}{% endif %}
+History: <span class="{{ {'Signed': 'ok', 'Tampered': 'bad'}.get(d.verification.history.verdict, 'warn') }}">{{ d.verification.history | verdict }}</span>
 {% if d.verification.audit_log %} · against the audit log: {% if d.verification.audit_log.ok %}<span class="ok">consistent</span>
 {% else %}<span class="bad">MISMATCH at revision {{ d.verification.audit_log.revision }}</span>:
 {{ d.verification.audit_log.problem }}{% endif %}{% endif %}
@@ -125,21 +133,24 @@ revisions pruned). <span style="color: {{ rollback }}">▼ dashed lines: rollbac
 
 <h3>Changes</h3>
 <table>
-<tr><th>Rev.</th><th>At</th><th>From</th><th>To</th><th>Cause</th><th>Actor</th><th>Reason</th><th>Evidence</th><th>Hash</th></tr>
+<tr><th>Rev.</th><th>At</th><th>From</th><th>To</th><th>Cause</th><th>Actor</th><th>Verified</th><th>Approvers</th><th>Reason</th><th>Evidence</th><th>Hash</th><th>Signature</th></tr>
 {% for c in d.changes %}
 <tr><td>{{ c.revision }}</td><td class="t">{{ c.at | ts }}</td><td>{{ c.previous_version or "—" }}</td><td>{{ c.version }}</td>
-<td>{{ c.cause }}{% if c.rule %} ({{ c.rule }}){% endif %}</td><td>{{ c.actor }}</td><td>{{ c.reason }}</td>
-<td class="mono">{{ c.evidence | evidence }}</td><td class="mono">{{ c.hash | short }}</td></tr>
+<td>{{ c.cause }}{% if c.rule %} ({{ c.rule }}){% endif %}</td><td>{{ c.actor }}</td><td>{{ c.actor_verified | verified }}</td>
+<td>{{ c.approvers | join(", ") or "—" }}</td><td>{{ c.reason }}</td>
+<td class="mono">{{ c.evidence | evidence }}</td><td class="mono">{{ c.hash | short }}</td>
+<td class="{{ {'valid': 'ok', 'invalid': 'bad', 'unknownKey': 'bad'}.get(c.signature_state, 'warn') }}">{{ c.signature_state | signature }}</td></tr>
 {% endfor %}
 </table>
 
 <h3>Stable markings</h3>
 {% if d.stable_markings %}
 <table>
-<tr><th>Rev.</th><th>Version</th><th>At</th><th>By</th><th>Message</th><th>Source</th></tr>
+<tr><th>Rev.</th><th>Version</th><th>At</th><th>By</th><th>Verified</th><th>Approvers</th><th>Message</th><th>Source</th><th>Signature</th></tr>
 {% for m in d.stable_markings %}
 <tr><td>{{ m.revision }}</td><td>{{ m.version or "?" }}</td><td class="t">{{ m.at | ts }}</td><td>{{ m.actor or "—" }}</td>
-<td>{{ m.message }}</td><td>{{ m.source }}</td></tr>
+<td>{{ m.actor_verified | verified }}</td><td>{{ m.approvers | join(", ") or "—" }}</td>
+<td>{{ m.message }}</td><td>{{ m.source }}</td><td>{{ m.signature_state | signature }}</td></tr>
 {% endfor %}
 </table>
 {% else %}<p>None.</p>{% endif %}

@@ -1,4 +1,4 @@
-"""The report as JSON (schema `modelledger.report/v1`), and the JSON Schema that documents it."""
+"""The report as JSON (schema `modelledger.report/v2`), and the JSON Schema that documents it."""
 
 from __future__ import annotations
 
@@ -13,5 +13,5 @@ def render(report: Report) -> str:
 
 def json_schema() -> str:
     schema = Report.model_json_schema(by_alias=True, mode="serialization")
-    schema["$id"] = "https://modelledger.io/schemas/report/v1.json"
+    schema["$id"] = "https://modelledger.io/schemas/report/v2.json"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"

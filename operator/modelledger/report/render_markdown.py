@@ -13,10 +13,17 @@ TEMPLATE = """\
 Generated {{ r.generated_at | ts }} by {{ r.generated_by }} (schema `{{ r.schema_ }}`).
 Range: {{ r.window.since | ts if r.window.since else "the first revision" }} to {{ r.window.until | ts }}.
 {% if r.audit_log %}
-Audit log `{{ r.audit_log.path }}`: {{ r.audit_log.records }} records, chain \
-{{ "verified" if r.audit_log.ok else "BROKEN at line %s: %s" % (r.audit_log.line, r.audit_log.problem) }}.
+Audit log `{{ r.audit_log.path }}`: {{ r.audit_log.records }} records ({{ r.audit_log.signed }} signed, \
+{{ r.audit_log.unsigned }} unsigned), chain \
+{{ ("intact" if r.audit_log.unsigned or not r.audit_log.signatures_checked else "verified") if r.audit_log.ok \
+else "BROKEN at line %s: %s" % (r.audit_log.line, r.audit_log.problem) }}.
 {% else %}
 No audit log given: revisions pruned from the status are not covered.
+{% endif %}
+{% if r.keys %}
+Signatures checked against {{ r.keys | length }} public key(s): {{ r.keys | map("short") | join(", ") }}; check this report offline with `modelledger audit verify --report FILE --public-key KEY`.
+{% else %}
+No public keys were available: signatures were not checked.
 {% endif %}
 {% if not r.deployments %}
 
@@ -29,8 +36,7 @@ No ModelDeployment found.
 Phase {{ d.phase or "—" }}; desired `{{ d.desired_version }}`, serving `{{ d.serving_version or "—" }}` \
 (revision {{ d.current_revision or "—" }}), stable revision {{ d.stable_revision or "—" }}\
 {% if d.quarantined %}; quarantined: {{ d.quarantined | join(", ") }}{% endif %}.
-History chain: {{ "verified" if d.verification.history.ok else "**BROKEN** at revision %s: %s" % \
-(d.verification.history.revision, d.verification.history.problem) }}\
+History: {{ ("**%s**" if not d.verification.history.ok else "%s") % (d.verification.history | verdict) }}\
 {% if d.verification.audit_log %}; against the audit log: {{ "consistent" if d.verification.audit_log.ok \
 else "**MISMATCH** at revision %s: %s" % (d.verification.audit_log.revision, d.verification.audit_log.problem) }}\
 {% endif %}.
@@ -58,19 +64,22 @@ Note: earlier revisions were pruned from the status; pass the audit log to cover
 
 ### Changes
 
-| Revision | At | From | To | Cause | Actor | Reason | Evidence |
-|---|---|---|---|---|---|---|---|
+| Revision | At | From | To | Cause | Actor | Verified | Approvers | Reason | Evidence | Signature |
+|---|---|---|---|---|---|---|---|---|---|---|
 {% for c in d.changes %}
 | {{ c.revision }} | {{ c.at | ts }} | {{ (c.previous_version or "—") | cell }} | {{ c.version | cell }} | \
-{{ c.cause }}{% if c.rule %} ({{ c.rule }}){% endif %} | {{ c.actor | cell }} | {{ c.reason | cell }} | \
-{{ c.evidence | evidence | cell }} |
+{{ c.cause }}{% if c.rule %} ({{ c.rule }}){% endif %} | {{ c.actor | cell }} | {{ c.actor_verified | verified }} | \
+{{ (c.approvers | join(", ") or "—") | cell }} | {{ c.reason | cell }} | {{ c.evidence | evidence | cell }} | \
+{{ c.signature_state | signature }} |
 {% endfor %}
 
 ### Stable markings
 
 {% for m in d.stable_markings %}
 - revision {{ m.revision }} (`{{ m.version or "?" }}`) at {{ m.at | ts }} by {{ m.actor or "—" }}\
-{% if m.message %}: {{ m.message }}{% endif %} [{{ m.source }}]
+{% if m.actor_verified is not none %} (verified: {{ m.actor_verified | verified }}){% endif %}\
+{% if m.approvers %}, approved by {{ m.approvers | join(", ") }}{% endif %}\
+{% if m.message %}: {{ m.message }}{% endif %} [{{ m.source }}, {{ m.signature_state | signature }}]
 {% else %}
 None.
 {% endfor %}

@@ -1,8 +1,12 @@
-"""The compliance report's JSON schema (`modelledger.report/v1`), as pydantic models.
+"""The compliance report's JSON schema (`modelledger.report/v2`), as pydantic models.
 
 This is a published contract for catalogue ingestion (Collibra, Alation): fields are only added within
 a major version; a removal or change of meaning bumps `schema`. `modelledger report --json-schema`
 prints the JSON Schema generated from these models, and docs/report-schema.json holds a copy.
+
+v2 embeds each deployment's signed history entries verbatim (`history`, `auditLogHistory`,
+`historyWatermark`), so `modelledger audit verify --report FILE --public-key KEY` checks the report
+offline: the signatures, and that every fact derived from the history agrees with the signed entries.
 """
 
 from __future__ import annotations
@@ -13,10 +17,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-SchemaVersion = Literal["modelledger.report/v1"]
-REPORT_SCHEMA: SchemaVersion = "modelledger.report/v1"
+SchemaVersion = Literal["modelledger.report/v2"]
+REPORT_SCHEMA: SchemaVersion = "modelledger.report/v2"
 
 Source = Literal["status", "auditLog", "event"]
+SignatureState = Literal["valid", "invalid", "unknownKey", "unsigned", "notChecked"]
+"""One signature: `valid`; `invalid` (does not verify); `unknownKey` (a key the verifier does not trust);
+`unsigned`; `notChecked` (no public keys were available when the report was made)."""
+Verdict = Literal["Signed", "Unsigned", "Tampered", "NotChecked"]
+"""A whole history: `Signed` (every entry signed and verified), `Unsigned` (a consistent chain, but not
+every entry signed), `Tampered` (something does not verify) or `NotChecked` (the chain holds; no public
+keys were available to check the signatures)."""
 
 
 class ReportModel(BaseModel):
@@ -109,9 +120,21 @@ class Change(ReportModel):
     rule: str | None = None
     evidence: dict[str, Any] | None = None
     request_id: str | None = None
+    """Legacy: the status request carried out (entries written before requests were objects)."""
+    request_name: str | None = None
+    """The ModelDeploymentRequest carried out, if any."""
+    actor_verified: bool | None = None
+    """Whether the apiserver authenticated the actor (or it is the operator); null on old entries."""
+    actor_groups: list[str] = Field(default_factory=list)
+    approvers: list[str] = Field(default_factory=list)
+    """The users whose approvals let the request through (four-eyes)."""
     digests: PinnedDigests | None = None
     hash: str
     prev_hash: str
+    key_id: str | None = None
+    """The key that signed the entry (sha256 of its DER SubjectPublicKeyInfo)."""
+    signature_state: SignatureState
+    """The entry's signature as checked when the report was made."""
     source: Source
 
 
@@ -122,7 +145,13 @@ class StableMarking(ReportModel):
     """When it was marked; null when only the status's `stable` flag says so."""
     actor: str | None = None
     """`modelledger/bake` after the bake time, or the person who ran `mark-stable`."""
+    actor_verified: bool | None = None
+    approvers: list[str] = Field(default_factory=list)
+    request_name: str | None = None
     message: str = ""
+    key_id: str | None = None
+    signature_state: SignatureState = "unsigned"
+    """The signed stable mark's signature (`unsigned` for markings from the audit log or Events)."""
     source: Source
 
 
@@ -167,9 +196,22 @@ class ChainCheck(ReportModel):
     problem: str | None = None
 
 
+class HistoryCheck(ReportModel):
+    """The embedded history's hash chain, signatures, stable marks and pruning watermark."""
+
+    verdict: Verdict
+    ok: bool
+    """False only when `Tampered`."""
+    revision: int | None = None
+    """The first bad revision."""
+    problem: str | None = None
+    signed: int = 0
+    unsigned: int = 0
+
+
 class Verification(ReportModel):
-    history: ChainCheck
-    """The status history's own hash chain."""
+    history: HistoryCheck
+    """The embedded history (`history`, `auditLogHistory`, `historyWatermark`) verified."""
     audit_log: ChainCheck | None = None
     """The status history against the entries the audit log recorded (null without a log)."""
 
@@ -188,6 +230,8 @@ class ServedAt(ReportModel):
 class DeploymentReport(ReportModel):
     namespace: str
     name: str
+    uid: str | None = None
+    """The ModelDeployment's UID (a deployment deleted and re-created under its name has another)."""
     model_name: str
     phase: str | None = None
     desired_version: str
@@ -205,6 +249,16 @@ class DeploymentReport(ReportModel):
     revocations: list[Revocation]
     versions: list[VersionRecord]
     events: list[EventRecord]
+    revision_history_limit: int | None = None
+    """The deployment's `spec.revisionHistoryLimit`: how far back an unsigned history must be complete."""
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    """The status history verbatim (newest first, camelCase, with hashes and signatures): what the
+    derived facts above are checked against offline."""
+    history_watermark: dict[str, Any] | None = None
+    """The status's signed pruning watermark, verbatim: no revision from it on may be missing."""
+    audit_log_history: list[dict[str, Any]] = Field(default_factory=list)
+    """Entries of revisions pruned from the status, verbatim as the audit log recorded them (newest
+    first): each carries its own signature."""
     verification: Verification
 
 
@@ -214,6 +268,10 @@ class AuditLogCheck(ReportModel):
     ok: bool
     line: int | None = None
     problem: str | None = None
+    signed: int = 0
+    unsigned: int = 0
+    signatures_checked: bool = False
+    """False when no public keys were available: signatures were counted, not verified."""
 
 
 class Report(ReportModel):
@@ -227,6 +285,8 @@ class Report(ReportModel):
     at: datetime | None = None
     deployments: list[DeploymentReport]
     audit_log: AuditLogCheck | None = None
+    keys: list[str] | None = None
+    """The key ids the report's signatures were checked against; null when none were available."""
 
     @property
     def ok(self) -> bool:

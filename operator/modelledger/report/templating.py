@@ -28,6 +28,38 @@ def evidence(value: dict[str, Any] | None) -> str:
     return f"{measured} {value.get('comparator', '')} {value.get('threshold', '')} — {value.get('query', '')}"
 
 
+SIGNATURE_STATES = {
+    "valid": "signed",
+    "invalid": "INVALID signature",
+    "unknownKey": "unknown key",
+    "unsigned": "unsigned",
+    "notChecked": "signed, not checked",
+}
+
+
+def signature_state(value: str) -> str:
+    """One signature as a reader says it."""
+    return SIGNATURE_STATES.get(value, value)
+
+
+def verified(value: bool | None) -> str:
+    """Whether the actor was authenticated: `yes`, `no`, or `—` for entries from before identities."""
+    return "—" if value is None else ("yes" if value else "no")
+
+
+def verdict(check: Any) -> str:
+    """A history's verification verdict as a sentence (`check` is a report HistoryCheck)."""
+    total = check.signed + check.unsigned
+    if check.verdict == "Tampered":
+        where = f"at revision {check.revision}: " if check.revision is not None else ": "
+        return f"TAMPERED {where}{check.problem}"
+    if check.verdict == "Unsigned":
+        return f"chain intact, {check.unsigned} of {total} revisions UNSIGNED"
+    if check.verdict == "NotChecked":
+        return f"chain intact; the signatures of {check.signed} revisions not checked (no public keys)"
+    return f"every one of {total} revisions signed and verified"
+
+
 def markdown_cell(value: Any) -> str:
     """A table cell: pipes escaped and line breaks flattened, so one value never splits a row."""
     text = "" if value is None else str(value)
@@ -42,5 +74,13 @@ def environment(*, html: bool) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(ts=timestamp, short=short_digest, evidence=evidence, cell=markdown_cell)
+    env.filters.update(
+        ts=timestamp,
+        short=short_digest,
+        evidence=evidence,
+        cell=markdown_cell,
+        signature=signature_state,
+        verified=verified,
+        verdict=verdict,
+    )
     return env

@@ -68,7 +68,10 @@ class CertificateAuthority:
         )
         self.cert_path = directory / "ca.crt"
         self.cert_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(directory / "ca.key", self._key)
+        # Also the controller-manager's signing key: it issues client certificates for approved
+        # CertificateSigningRequests (signer kubernetes.io/kube-apiserver-client) from this CA.
+        self.key_path = directory / "ca.key"
+        _write_key(self.key_path, self._key)
 
     def issue(
         self,

@@ -136,6 +136,10 @@ class LocalPlane:
                 "--endpoint-reconciler-type=none",
                 f"--event-ttl={self.options.event_ttl}",
                 "--profiling=false",
+                # MutatingAdmissionPolicy is beta and off by default in 1.34: the chart's identity
+                # guards stamp requesters and version setters with it (kind-config.yaml does the same).
+                "--feature-gates=MutatingAdmissionPolicy=true",
+                "--runtime-config=admissionregistration.k8s.io/v1beta1=true",
             ],
         )
         self._write_kubeconfig(ca.cert_path, admin)
@@ -158,6 +162,9 @@ class LocalPlane:
                 "--leader-elect=false",
                 "--secure-port=0",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
+                # The CSR API issues client certificates (tests get real, non-impersonated users).
+                f"--cluster-signing-cert-file={ca.cert_path}",
+                f"--cluster-signing-key-file={ca.key_path}",
             ],
         )
         scheduler_port = free_port()
