@@ -509,8 +509,9 @@ def test_false_version_setters_are_refused(plane: ClusterAccess, guarded: Guarde
         # another version, so the operator records this change as unverified. It credits nobody falsely.
         apply_as(carol.access, ns, deployment("claimed", V140, **truthful))
         assert version_annotations(plane, ns, "claimed") == truthful
-        # ...but a stale stamp that would name the new version is refused: it would credit the wrong person.
-        stale = apply_as(carol.access, ns, deployment("claimed", V132, **truthful), check=False)
+        # ...but a stale stamp that would name the new version is refused: it would credit carol with
+        # what the admin does here.
+        stale = apply_as(plane, ns, deployment("claimed", V132, **truthful), check=False)
         assert_refused(stale, "version-set")
 
         # Requests: without stamping, only a truthful requester is accepted.

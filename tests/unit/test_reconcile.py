@@ -312,6 +312,21 @@ def test_revocation_rolls_back_to_stable_or_degrades() -> None:
     assert w.decisions.count("NoStableRevision") == 1
 
 
+PASSING = [RuleStatus(name="error-rate", state=RuleState.PASS, value=0.0, since=T0)]
+
+
+def stable_then_upgraded_with_rules(w: World) -> None:
+    """1.3.2 baked to stable with its rule passing, then 1.4.0 deployed (rules still passing)."""
+    w.step(rules=PASSING)
+    w.roll_out()
+    w.step(rules=PASSING)
+    w.now += timedelta(minutes=11)
+    w.step(rules=PASSING)
+    assert w.status.stable_revision == 1
+    w.set_version("fraud-detector-1-4-0")
+    w.step(rules=PASSING)
+
+
 def test_automatic_rollback_once_with_evidence_and_no_cascade() -> None:
     w = world(
         rollback={
@@ -319,15 +334,8 @@ def test_automatic_rollback_once_with_evidence_and_no_cascade() -> None:
             "rules": [RULE],
         }
     )
-    passing = [RuleStatus(name="error-rate", state=RuleState.PASS, value=0.0, since=T0)]
-    w.step(rules=passing)
-    w.roll_out()
-    w.step(rules=passing)
-    w.now += timedelta(minutes=11)
-    w.step(rules=passing)
-    assert w.status.stable_revision == 1
-    w.set_version("fraud-detector-1-4-0")
-    w.step(rules=passing)
+    passing = PASSING
+    stable_then_upgraded_with_rules(w)
     w.roll_out()
     w.step(rules=passing)
     breached = [RuleStatus(name="error-rate", state=RuleState.BREACHED, value=0.12, since=w.now)]
@@ -527,14 +535,7 @@ def test_four_eyes_refuses_unverified_identities_and_history_says_unverified() -
 
 def test_automatic_rollbacks_never_wait_for_approval() -> None:
     w = world(rollback={"rules": [RULE]}, **FOUR_EYES)
-    passing = [RuleStatus(name="error-rate", state=RuleState.PASS, value=0.0, since=T0)]
-    w.step(rules=passing)
-    w.roll_out()
-    w.step(rules=passing)
-    w.now += timedelta(minutes=11)
-    w.step(rules=passing)
-    w.set_version("fraud-detector-1-4-0")
-    w.step(rules=passing)
+    stable_then_upgraded_with_rules(w)
     w.step(rules=[RuleStatus(name="error-rate", state=RuleState.BREACHED, value=0.12, since=w.now)])
     assert w.status.history[0].cause is RevisionCause.AUTOMATIC_ROLLBACK
 
@@ -664,3 +665,35 @@ def test_a_recreated_model_version_is_not_served_silently() -> None:
     assert w.status.history[0].version == "fraud-detector-1-4-0"
     verified = next(c for c in w.status.conditions if c.type == "HistoryVerified")
     assert "deleted and re-created" in verified.message
+
+
+# --- bounds: the status stays within its byte budget ----------------------------------------------
+
+
+CHANGES = 10_000
+
+
+def test_ten_thousand_changes_with_maximal_reasons_stay_within_the_byte_budget() -> None:
+    """History-worthy changes with maximal entries (1,024-character reasons, a requester in 128 long
+    groups) through the pure core: the byte budget, not revisionHistoryLimit, bounds the history."""
+    heavy = replace(ALICE, groups=tuple(f"group-{i}-" + "x" * 240 for i in range(128)))
+    w = world(revisionHistoryLimit=100)
+    healthy_and_stable(w)
+    status = w.status
+    largest = 0
+    specs = [
+        w.spec.model_copy(update={"version": v}) for v in ("fraud-detector-1-4-0", "fraud-detector-1-3-2")
+    ]
+    base = replace(w.situation(), trust=None)  # signing is exercised elsewhere; this is about size
+    for i in range(CHANGES):
+        request = Request(f"r{i}", f"u{i}", RequestAction.ROLLBACK, heavy, w.now, reason="x" * 1024)
+        requests = [request] if i % 2 else []
+        plan = reconcile(replace(base, spec=specs[i % 2], status=status, requests=requests))
+        status = plan.status
+        largest = max(largest, history.wire_size(status.history))
+    assert largest <= history.HISTORY_BYTES
+    assert len(status.history) < 100, "the byte budget, not the count, bounded this history"
+    assert status.current_revision in [e.revision for e in status.history]
+    assert status.history_watermark is not None
+    assert history.verify(status.history, complete_from=status.history_watermark.revision) is None
+    assert set(status.quarantined) <= {e.version for e in status.history} | {status.desired_version}

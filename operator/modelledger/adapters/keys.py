@@ -11,6 +11,7 @@ Both live in the operator's namespace (`--operator-namespace`).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from dataclasses import dataclass
 from typing import Any, cast
@@ -46,24 +47,27 @@ class KeySetup:
 
 
 def _decode(value: str) -> str:
-    import base64
-
     return base64.b64decode(value).decode()
 
 
 def _encode(value: str) -> str:
-    import base64
-
     return base64.b64encode(value.encode()).decode()
 
 
-def _read_secret(core: Any, namespace: str) -> SigningKey | None:
+def _found(read: Any, *args: str) -> Any | None:
+    """The object read, or None where it does not exist (any other API error is raised)."""
     try:
-        secret = core.read_namespaced_secret(SECRET, namespace)
+        return read(*args)
     except ApiException as error:
         if error.status == 404:
             return None
         raise
+
+
+def _read_secret(core: Any, namespace: str) -> SigningKey | None:
+    secret = _found(core.read_namespaced_secret, SECRET, namespace)
+    if secret is None:
+        return None
     data = secret.data or {}
     if SECRET_KEY not in data:
         raise ValueError(f"Secret {namespace}/{SECRET} has no {SECRET_KEY!r}")
@@ -101,11 +105,8 @@ def _create_secret(core: Any, namespace: str) -> SigningKey:
 def _publish(core: Any, namespace: str, key: SigningKey) -> Keyring:
     """Add the key's public half to the ConfigMap (creating it) and make it current."""
     data = {pem_entry(key.key_id): key.public_pem(), CURRENT: key.key_id}
-    try:
-        existing = core.read_namespaced_config_map(CONFIGMAP, namespace)
-    except ApiException as error:
-        if error.status != 404:
-            raise
+    existing = _found(core.read_namespaced_config_map, CONFIGMAP, namespace)
+    if existing is None:
         body = {"metadata": {"name": CONFIGMAP, "namespace": namespace, "labels": MANAGED}, "data": data}
         core.create_namespaced_config_map(namespace, body)
         return Keyring.from_mapping(data)
@@ -118,23 +119,15 @@ def _publish(core: Any, namespace: str, key: SigningKey) -> Keyring:
 
 def read_keyring(core: Any, namespace: str) -> Keyring:
     """The published public keys (empty when the ConfigMap is missing)."""
-    try:
-        config_map = core.read_namespaced_config_map(CONFIGMAP, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return Keyring()
-        raise
-    return Keyring.from_mapping(dict(config_map.data or {}))
+    config_map = _found(core.read_namespaced_config_map, CONFIGMAP, namespace)
+    return Keyring.from_mapping(dict(config_map.data or {})) if config_map is not None else Keyring()
 
 
 def current_public_key(core: Any, namespace: str) -> tuple[str, str] | None:
     """(key id, PEM) of the current key as published, or None."""
-    try:
-        config_map = core.read_namespaced_config_map(CONFIGMAP, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
+    config_map = _found(core.read_namespaced_config_map, CONFIGMAP, namespace)
+    if config_map is None:
+        return None
     data = cast(dict[str, str], config_map.data or {})
     current = data.get(CURRENT, "")
     pem = data.get(pem_entry(current)) if current else None

@@ -109,10 +109,34 @@ def newest_stable(
     )
 
 
-def prune(history: Sequence[HistoryEntry], limit: int, serving: int | None) -> list[HistoryEntry]:
-    """Keep the newest `limit` revisions, and always the serving and the newest stable revision."""
+# etcd refuses objects over 1.5 MiB; the history gets a third of it, whatever the entries hold.
+HISTORY_BYTES = 512 * 1024
+
+
+def entry_size(entry: HistoryEntry) -> int:
+    """About the bytes the entry takes in the stored JSON (a comma included)."""
+    return len(entry.model_dump_json(by_alias=True, exclude_none=True)) + 1
+
+
+def wire_size(entries: Sequence[HistoryEntry]) -> int:
+    return sum(entry_size(e) for e in entries)
+
+
+def prune(
+    history: Sequence[HistoryEntry], limit: int, serving: int | None, max_bytes: int = HISTORY_BYTES
+) -> list[HistoryEntry]:
+    """Keep the newest `limit` revisions within `max_bytes`, and always the serving and the newest
+    stable revision (the signed pruning watermark then says which gaps are pruning, not tampering)."""
     stable = next((e.revision for e in history if e.stable), None)
-    return [e for i, e in enumerate(history) if i < limit or e.revision in (serving, stable)]
+    kept = [e for i, e in enumerate(history) if i < limit or e.revision in (serving, stable)]
+    size = wire_size(kept)
+    while size > max_bytes:
+        oldest = next((e for e in reversed(kept) if e.revision not in (serving, stable)), None)
+        if oldest is None:
+            break  # only what must stay is left
+        kept.remove(oldest)
+        size -= entry_size(oldest)
+    return kept
 
 
 def unbroken_from(history: Sequence[HistoryEntry]) -> int | None:

@@ -132,6 +132,14 @@ class _Hold(Exception):
         self.message = message
 
 
+def _working_copy(status: ModelDeploymentStatus) -> ModelDeploymentStatus:
+    """A copy whose lists the decision may replace. Entries and conditions are never changed in place
+    (always `model_copy`), so they are shared: a deep copy of a long history is most of a decision's
+    time."""
+    lists = ("history", "quarantined", "rules", "handled_requests", "conditions")
+    return status.model_copy(update={name: list(getattr(status, name)) for name in lists})
+
+
 def reconcile(s: Situation) -> Plan:
     if (refused := _refuse_unverifiable(s)) is not None:
         return refused
@@ -142,7 +150,7 @@ def reconcile(s: Situation) -> Plan:
 
 
 def _decide(s: Situation) -> Plan:
-    plan = Plan(s.status.model_copy(deep=True))
+    plan = Plan(_working_copy(s.status))
     st = plan.status
     _require_pinned(s, plan.serving)
     adopted = plan.adopted = _adopt(s, plan)
@@ -159,6 +167,9 @@ def _decide(s: Situation) -> Plan:
     _verified_condition(s, plan, adopted)
     st.history = history.prune(st.history, s.spec.revision_history_limit, st.current_revision)
     _set_watermark(plan)
+    # Quarantine only what history still names (and the desired version: lifting it would serve it).
+    named = {e.version for e in st.history} | {s.spec.version}
+    st.quarantined = [v for v in st.quarantined if v in named]
     return plan
 
 
@@ -186,7 +197,7 @@ def _refuse_unverifiable(s: Situation) -> Plan | None:
 
 def _held(s: Situation, reason: str, message: str, *, sealable: bool) -> Plan:
     """Touch nothing that serves: say why, once (an Event and an audit record), and wait for a person."""
-    plan = Plan(s.status.model_copy(deep=True), hold=reason, sealable=sealable)
+    plan = Plan(_working_copy(s.status), hold=reason, sealable=sealable)
     if _set_condition(s, plan, "HistoryVerified", False, reason, message):
         plan.decisions.append(Decision(reason, message[:MESSAGE_LIMIT], warning=True))
     _set_condition(s, plan, "Ready", False, reason, message)
