@@ -50,7 +50,17 @@ def wait(what: str, probe: Callable[[], bool], timeout: float = 90) -> None:
 
 
 def apply(env: dict[str, str], manifest: dict[str, Any]) -> None:
-    sh(env, "kubectl", "apply", "-n", NS, "-f", "-", stdin=yaml.safe_dump(manifest))
+    document = yaml.safe_dump(manifest)
+    # Admission policies on a kind take a moment after its CRD appears before they can type-check it.
+    wait(
+        f"{manifest['kind']} accepted (server dry run)",
+        lambda: subprocess.run(
+            ["kubectl", "apply", "--dry-run=server", "-n", NS, "-f", "-"],
+            input=document, capture_output=True, text=True, env=env, timeout=60,
+        ).returncode == 0,
+        timeout=60,
+    )  # fmt: skip
+    sh(env, "kubectl", "apply", "-n", NS, "-f", "-", stdin=document)
 
 
 def identity_guards() -> str:

@@ -167,6 +167,21 @@ def identity_guards(plane: ClusterAccess, installed_crds: object) -> None:
         "apply", "--server-side", "--force-conflicts", "--field-manager=modelledger-tests", "-f", "-",
         input=yaml.safe_dump_all(guards),
     )  # fmt: skip
+    # The policies type-check against the CRDs' schemas a moment after they appear: until then the
+    # apiserver answers `ServiceUnavailable` to writes they match. A server-side dry run shows when.
+    probe = {
+        "apiVersion": "modelledger.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "guard-probe", "namespace": "default"},
+        "spec": {"modelName": "probe", "version": "probe"},
+    }
+    eventually(
+        lambda: plane.kubectl(
+            "create", "--dry-run=server", "-f", "-", input=yaml.safe_dump(probe), check=False
+        ).returncode == 0,
+        60,
+        "the identity guards in force",
+    )  # fmt: skip
 
 
 @dataclass
