@@ -93,6 +93,28 @@ def _md(id: str, field: str, value: Any) -> Malformed:
     return Malformed(id, changed(MD, **{field.replace(".", "__"): value}), field)
 
 
+def _template(id: str, field: str, template: dict[str, Any]) -> Malformed:
+    """A ModelDeployment whose spec.template is `template` (the example's, plus this), naming `field`."""
+    return Malformed(id, changed(MD, spec__template={**MD["spec"]["template"], **template}), field)
+
+
+def _container_security(id: str, field: str, value: Any) -> Malformed:
+    """`field` may be nested one level (`capabilities.add`)."""
+    parent, _, last = field.rpartition(".")
+    context: dict[str, Any] = {"runAsNonRoot": True, **({parent: {last: value}} if parent else {last: value})}
+    return _template(id, f"spec.template.securityContext.{field}", {"securityContext": context})
+
+
+def _volume(id: str, field: str, volume: dict[str, Any]) -> Malformed:
+    return _template(id, f"spec.template.volumes[0].{field}", {"volumes": [{"name": "data", **volume}]})
+
+
+OVERFLOWING_DURATION = "99999999999h"
+"""Matches the duration pattern, but is past what `timedelta` and Go's time.Duration hold."""
+_PINNED = "ghcr.io/acme/fraud-server@sha256:" + "ab" * 32
+_INIT = [{"name": "escalate", "image": "busybox", "securityContext": {"privileged": True}}]
+
+
 MALFORMED: tuple[Malformed, ...] = (
     # ModelVersion
     Malformed("mv-no-spec", changed(MV, spec=DELETE), "spec"),
@@ -124,6 +146,18 @@ MALFORMED: tuple[Malformed, ...] = (
     _mv("mv-duplicate-tags", "spec.tags", ["compliant", "compliant"]),
     _mv("mv-revoked-not-a-bool", "spec.revoked", "yes"),
     Malformed("mv-revoked-without-reason", changed(MV, spec__revoked=True), "spec.revoked"),
+    Malformed(
+        "mv-revocation-reason-32-kib",
+        changed(MV, spec__revoked=True, spec__revocationReason="x" * 32 * 1024),
+        "spec.revocationReason",
+    ),
+    _mv("mv-revocation-reason-1025-characters", "spec.revocationReason", "x" * 1025),
+    # Images must be pinned by digest: a tag can be moved to other content.
+    _mv("mv-image-tag-only", "spec.serving.image", "ghcr.io/acme/fraud-server:1.4.0"),
+    _mv("mv-image-no-tag-no-digest", "spec.serving.image", "ghcr.io/acme/fraud-server"),
+    _mv("mv-image-short-digest", "spec.serving.image", "ghcr.io/acme/fraud-server@sha256:abc123"),
+    _mv("mv-image-digest-upper-case", "spec.serving.image", _PINNED.upper()),
+    _mv("mv-image-digest-then-text", "spec.serving.image", _PINNED + " --privileged"),
     # ModelDeployment
     Malformed("md-no-spec", changed(MD, spec=DELETE), "spec"),
     _md("md-missing-model-name", "spec.modelName", DELETE),
@@ -134,6 +168,7 @@ MALFORMED: tuple[Malformed, ...] = (
     _md("md-replicas-fraction", "spec.replicas", 1.5),
     _md("md-revision-history-limit-0", "spec.revisionHistoryLimit", 0),
     _md("md-revision-history-limit-101", "spec.revisionHistoryLimit", 101),
+    _md("md-replicas-1001", "spec.replicas", 1001),
     _md("md-template-not-an-object", "spec.template", "big-nodes"),
     _md("md-bake-time-without-unit", "spec.stability.bakeTime", "10"),
     _md("md-bake-time-zero", "spec.stability.bakeTime", "0s"),
@@ -160,6 +195,123 @@ MALFORMED: tuple[Malformed, ...] = (
     _md("md-rule-for-zero", f"{RULE}.for", "0m0s"),
     _md("md-rule-bad-on-no-data", f"{RULE}.onNoData", "Ignore"),
     _md("md-rule-bad-on-error", f"{RULE}.onError", "retry"),
+    # Durations: at most a year, parsed without overflow; the rule interval at least a second.
+    _md("md-interval-overflowing", "spec.rollback.interval", OVERFLOWING_DURATION),
+    _md("md-bake-time-overflowing", "spec.stability.bakeTime", OVERFLOWING_DURATION),
+    _md("md-rule-for-overflowing", f"{RULE}.for", OVERFLOWING_DURATION),
+    _md("md-interval-1ms", "spec.rollback.interval", "1ms"),
+    _md("md-interval-999ms", "spec.rollback.interval", "999ms"),
+    _md("md-bake-time-over-a-year", "spec.stability.bakeTime", "8761h"),
+    _md("md-cooldown-over-a-year", "spec.rollback.cooldown", "525601m"),
+    _md("md-rule-for-over-a-year", f"{RULE}.for", "31536000001ms"),
+    Malformed(
+        "md-approval-timeout-over-a-year",
+        changed(MD, spec__approval={"requiredFor": ["Rollback"], "timeout": "8760h1s"}),
+        "spec.approval.timeout",
+    ),
+    # The pod template: every field that would take the pod outside Pod Security restricted.
+    _template(
+        "md-template-service-account-name",
+        "spec.template.serviceAccountName",
+        {"serviceAccountName": "admin"},
+    ),
+    _template("md-template-service-account", "spec.template.serviceAccount", {"serviceAccount": "admin"}),
+    _template(
+        "md-template-automount-token",
+        "spec.template.automountServiceAccountToken",
+        {"automountServiceAccountToken": True},
+    ),
+    _template("md-template-host-network", "spec.template.hostNetwork", {"hostNetwork": True}),
+    _template("md-template-host-pid", "spec.template.hostPID", {"hostPID": True}),
+    _template("md-template-host-ipc", "spec.template.hostIPC", {"hostIPC": True}),
+    _template("md-template-host-users", "spec.template.hostUsers", {"hostUsers": False}),
+    _template(
+        "md-template-share-process-namespace",
+        "spec.template.shareProcessNamespace",
+        {"shareProcessNamespace": True},
+    ),
+    _template("md-template-init-containers", "spec.template.initContainers", {"initContainers": _INIT}),
+    _template("md-template-containers", "spec.template.containers", {"containers": _INIT}),
+    _template(
+        "md-template-ephemeral-containers",
+        "spec.template.ephemeralContainers",
+        {"ephemeralContainers": _INIT},
+    ),
+    _template("md-template-image", "spec.template.image", {"image": "busybox"}),
+    _template("md-template-command", "spec.template.command", {"command": ["sh", "-c", "id"]}),
+    _template(
+        "md-template-runtime-class-name", "spec.template.runtimeClassName", {"runtimeClassName": "runc"}
+    ),
+    _template("md-template-node-name", "spec.template.nodeName", {"nodeName": "control-plane"}),
+    _template(
+        "md-template-image-pull-secrets",
+        "spec.template.imagePullSecrets",
+        {"imagePullSecrets": [{"name": "x"}]},
+    ),
+    _template(
+        "md-template-apparmor-annotation",
+        "spec.template.metadata",
+        {"metadata": {"annotations": {"container.apparmor.security.beta.kubernetes.io/model": "unconfined"}}},
+    ),
+    _volume("md-template-host-path", "hostPath", {"hostPath": {"path": "/"}}),
+    _volume(
+        "md-template-persistent-volume-claim",
+        "persistentVolumeClaim",
+        {"persistentVolumeClaim": {"claimName": "x"}},
+    ),
+    _volume(
+        "md-template-projected-service-account-token",
+        "projected.sources[0].serviceAccountToken",
+        {"projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},
+    ),
+    _container_security("md-template-privileged", "privileged", True),
+    _container_security("md-template-allow-privilege-escalation", "allowPrivilegeEscalation", True),
+    _container_security("md-template-run-as-root", "runAsUser", 0),
+    _container_security("md-template-run-as-non-root-false", "runAsNonRoot", False),
+    _container_security("md-template-capability-sys-admin", "capabilities.add", ["SYS_ADMIN"]),
+    _container_security("md-template-seccomp-unconfined", "seccompProfile.type", "Unconfined"),
+    _container_security("md-template-proc-mount-unmasked", "procMount", "Unmasked"),
+    _container_security("md-template-se-linux-options", "seLinuxOptions", {"type": "spc_t"}),
+    _template(
+        "md-template-pod-run-as-root",
+        "spec.template.podSecurityContext.runAsUser",
+        {"podSecurityContext": {"runAsUser": 0}},
+    ),
+    _template(
+        "md-template-pod-sysctls",
+        "spec.template.podSecurityContext.sysctls",
+        {"podSecurityContext": {"sysctls": [{"name": "kernel.msgmax", "value": "1"}]}},
+    ),
+    _template(
+        "md-template-probe-host",
+        "spec.template.readinessProbe.httpGet.host",
+        {"readinessProbe": {"httpGet": {"host": "169.254.169.254", "port": 80}}},
+    ),
+    _template(
+        "md-template-env-overrides-the-model-digest",
+        "spec.template.env[0].name",
+        {"env": [{"name": "MODEL_DIGEST", "value": _DIGEST}]},
+    ),
+    _template(
+        "md-template-env-value-and-value-from",
+        "spec.template.env[0]",
+        {"env": [{"name": "X", "value": "1", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]},
+    ),
+    _template(
+        "md-template-probe-port-name-without-a-letter",
+        "spec.template.readinessProbe.httpGet.port",
+        {"readinessProbe": {"httpGet": {"port": "8080"}}},
+    ),
+    _template(
+        "md-template-mount-names-no-volume",
+        "spec.template.volumeMounts",
+        {"volumeMounts": [{"name": "host", "mountPath": "/host"}]},
+    ),
+    _template(
+        "md-template-quantity-not-a-quantity",
+        "spec.template.resources.limits.cpu",
+        {"resources": {"limits": {"cpu": "lots"}}},
+    ),
 )
 
 
@@ -190,6 +342,13 @@ PRUNED: tuple[Pruned, ...] = (
         MD,
         ("spec.strategy", "spec.rollback.rules[0].severity"),
     ),
+    # A key that is no field of a Kubernetes pod cannot reach one: pruned (kubectl refuses it by default).
+    Pruned(
+        "md-template-unknown-fields",
+        changed(MD, spec__template__gpuCount=2, spec__template__resources__gpus=1),
+        MD,
+        ("spec.template.gpuCount", "spec.template.resources.gpus"),
+    ),
 )
 
 
@@ -201,6 +360,9 @@ _text = st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs")), m
 _word = st.text(st.characters(codec="ascii", categories=("L", "N")), min_size=1, max_size=12)
 _number = st.floats(allow_nan=False, allow_infinity=False, width=64)
 _duration = st.integers(min_value=1, max_value=10 * 86_400_000).map(
+    lambda ms: format_duration(timedelta(milliseconds=ms))
+)
+_interval = st.integers(min_value=1000, max_value=3_600_000).map(
     lambda ms: format_duration(timedelta(milliseconds=ms))
 )
 _time = st.datetimes(
@@ -218,6 +380,12 @@ def _optional(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[di
 
 
 _component = st.fixed_dictionaries({"name": _label, "uri": _word, "digest": _digest})
+_image = st.builds(
+    lambda repository, tag, digest: f"registry.example.com/{repository}{tag}@{digest}",
+    _label,
+    st.sampled_from(["", ":1.4.0", ":latest"]),
+    _digest,
+)
 
 model_version_specs = st.fixed_dictionaries(
     {
@@ -225,7 +393,7 @@ model_version_specs = st.fixed_dictionaries(
         "version": _word,
         "artifact": st.fixed_dictionaries({"uri": _word, "digest": _digest}, optional={"format": _label}),
         "serving": st.fixed_dictionaries(
-            {"image": _word},
+            {"image": _image},
             optional={
                 "port": st.integers(1, 65535),
                 "args": st.lists(_text, max_size=3),
@@ -268,17 +436,60 @@ _rule = st.fixed_dictionaries(
     },
 )
 
+_quantity = st.one_of(st.integers(0, 64), st.sampled_from(["100m", "1", "1.5", "512Mi", "2Gi", "1e3"]))
+_resources = st.dictionaries(st.sampled_from(["cpu", "memory", "nvidia.com/gpu"]), _quantity, max_size=3)
+_env_name = st.from_regex(r"[A-LN-Z_][A-Z0-9_]{0,10}", fullmatch=True)
+pod_templates = _optional(
+    {
+        "resources": _optional({"limits": _resources, "requests": _resources}),
+        "env": _unique_by("name", st.fixed_dictionaries({"name": _env_name, "value": _text}), 3),
+        "nodeSelector": st.dictionaries(_label, _label, max_size=2),
+        "tolerations": st.lists(
+            st.fixed_dictionaries(
+                {"key": _label, "operator": st.just("Exists")},
+                optional={"effect": st.sampled_from(["NoSchedule", "PreferNoSchedule", "NoExecute"])},
+            ),
+            max_size=2,
+        ),
+        "securityContext": _optional(
+            {
+                "allowPrivilegeEscalation": st.just(False),
+                "runAsNonRoot": st.just(True),
+                "runAsUser": st.integers(1, 65535),
+                "readOnlyRootFilesystem": st.booleans(),
+                "capabilities": _optional(
+                    {
+                        "drop": st.lists(
+                            st.sampled_from(["ALL", "NET_RAW", "CHOWN"]), max_size=2, unique=True
+                        ),
+                        "add": st.just(["NET_BIND_SERVICE"]),
+                    }
+                ),
+                "seccompProfile": st.just({"type": "RuntimeDefault"}),
+            }
+        ),
+        "podSecurityContext": _optional({"runAsNonRoot": st.just(True), "fsGroup": st.integers(1, 65535)}),
+        "readinessProbe": st.builds(
+            lambda port: {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 5},
+            st.one_of(st.integers(1, 65535), st.just("http")),
+        ),
+        "imagePullPolicy": st.sampled_from(["Always", "IfNotPresent", "Never"]),
+        "priorityClassName": _label,
+        "automountServiceAccountToken": st.just(False),
+    }
+)
+
 model_deployment_specs = st.fixed_dictionaries(
     {"modelName": _label, "version": _label},
     optional={
         "replicas": st.integers(0, 1000),
-        "template": st.dictionaries(_label, st.one_of(_text, st.integers(-5, 5), st.booleans()), max_size=3),
+        "template": pod_templates,
         "revisionHistoryLimit": st.integers(1, 100),
         "stability": _optional({"bakeTime": _duration}),
         "rollback": _optional(
             {
                 "automatic": st.booleans(),
-                "interval": _duration,
+                "interval": _interval,
                 "cooldown": _duration,
                 "prometheus": st.builds(lambda host: {"url": f"http://{host}:9090"}, _label),
                 "rules": _unique_by("name", _rule, 3),

@@ -179,8 +179,16 @@ def test_unknown_fields_are_pruned(
     assert case.unknown[0] in strict.stderr
 
 
-def test_template_is_kept_as_written(custom_objects: Any, namespace: str) -> None:
-    template = {"resources": {"limits": {"nvidia.com/gpu": 1}}, "anything": {"nested": [1, "x", True]}}
+def test_template_keeps_what_it_allows_as_written(custom_objects: Any, namespace: str) -> None:
+    template = {
+        "resources": {"limits": {"nvidia.com/gpu": 1, "memory": "2Gi"}, "requests": {"cpu": "500m"}},
+        "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}}],
+        "volumes": [{"name": "config", "configMap": {"name": "settings"}}],
+        "volumeMounts": [{"name": "config", "mountPath": "/etc/model", "readOnly": True}],
+        "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}},
+        "securityContext": {"runAsUser": 1000, "capabilities": {"add": ["NET_BIND_SERVICE"]}},
+        "automountServiceAccountToken": False,
+    }
     body = {**MODEL_DEPLOYMENT, "spec": {**MODEL_DEPLOYMENT["spec"], "template": template}}
     created = custom_objects.create_namespaced_custom_object(
         GROUP, VERSION, namespace, "modeldeployments", body
@@ -192,7 +200,7 @@ IMMUTABLE_CHANGES = {
     "modelName": {"modelName": "other-model"},
     "version": {"version": "1.4.1"},
     "artifact": {"artifact": {"digest": "sha256:" + "cd" * 32}},
-    "serving": {"serving": {"image": "ghcr.io/acme/fraud-server:latest"}},
+    "serving": {"serving": {"image": "ghcr.io/acme/fraud-server@sha256:" + "cd" * 32}},
     "provenance": {"provenance": None},
     "hyperparameters": {"hyperparameters": {"max_depth": "9"}},
     "metrics": {"metrics": {"auc": 0.99}},

@@ -1,10 +1,15 @@
-"""The Prometheus adapter against a REAL Prometheus: values, no data, reduction, failures, escaping."""
+"""The Prometheus adapter against a REAL Prometheus: values, no data, reduction, failures, escaping, the
+canonical text and namespace enforcement; bounded answers and sanitised errors against local servers."""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
+import http.server
+import json
 import math
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,9 +19,9 @@ import pytest
 
 from modelledger.adapters.batching import QueryBatcher
 from modelledger.adapters.metrics import OperatorMetrics
-from modelledger.adapters.prometheus import PrometheusAdapter, to_sample
+from modelledger.adapters.prometheus import MAX_BODY, PrometheusAdapter, RejectedQuery, to_sample
 from modelledger.api.modeldeployment import Aggregate
-from modelledger.core.promql import render
+from modelledger.core.promql import enforce_namespace, parse, render
 from modelledger.core.rules import NoData, QueryError, Sample
 from modelledger.testing.processes import free_port
 from modelledger.testing.prometheus import PrometheusServer
@@ -258,29 +263,216 @@ def test_batched_queries_answer_as_each_alone_with_fewer_requests(
         gauge.labels(deployment=f"d{i}", pod="b").set(i + 0.5)
     target = f'target="{exporter.name}"'
     poll(lambda: adapter.query_sync(f"count(adapter_batch{{{target}}})"), lambda s: s == 40.0)
-    queries = [
+    texts = [
         (f'adapter_batch{{{target},deployment="d{i}"}}', Aggregate.MIN if i % 2 else Aggregate.MAX)
         for i in range(20)
     ]
-    queries += [
+    texts += [
         (f'adapter_batch{{{target},deployment="nowhere"}}', Aggregate.MAX),  # empty: NoData
-        ("scalar(vector(7))", Aggregate.MAX),  # a scalar cannot take part in a batch
-        ("sum(rate(", Aggregate.MAX),  # refused by Prometheus
+        ("scalar(vector(7))", Aggregate.MAX),  # a scalar (the parser says so) never joins a batch
+        # Parsed fine (the parser follows Prometheus 3), refused by this Prometheus 2: spoils the batch.
+        (f'sort_by_label(adapter_batch{{{target}}}, "pod")', Aggregate.MAX),
     ]
+    queries = [(parse(text), aggregate) for text, aggregate in texts]
 
     async def batched() -> tuple[list[Sample], int]:
         batcher = QueryBatcher(adapter)
-        samples = await asyncio.gather(*(batcher.query(q, a) for q, a in queries))
-        again = await asyncio.gather(*(batcher.query(q, a) for q, a in queries))
+        samples = await asyncio.gather(*(batcher.query(q, a, "tenant") for q, a in queries))
+        again = await asyncio.gather(*(batcher.query(q, a, "tenant") for q, a in queries))
         assert again == samples
         return list(samples), batcher.requests_sent
 
     samples, requests = asyncio.run(batched())
-    alone = [adapter.query_sync(q, a) for q, a in queries]
-    assert samples[:21] == alone[:21]
+    alone = [adapter.query_sync(q.text, a) for q, a in queries]
+    assert samples[:22] == alone[:22]
     assert (samples[1], samples[2]) == (1.0, 2.5), "each part reduced by its own aggregate"
     assert isinstance(samples[20], NoData)
     assert samples[21] == 7.0
     assert isinstance(samples[22], QueryError)
-    # Round 1: one refused batch, then 23 alone; round 2: one batch of 21 and the 2 remembered alone.
-    assert requests == 1 + 23 + 1 + 2
+    # Round 1: the scalar alone, one refused batch of 22, then those 22 alone; round 2: the scalar and
+    # the refused query alone, one batch of the other 21.
+    assert requests == 1 + 1 + 22 + 2 + 1
+
+
+# --- canonical text, namespace enforcement, bounded answers ---------------------------------------------
+
+FIDELITY = [
+    "sum by (pod) (adapter_fidelity{{{t}}})",
+    "max(adapter_fidelity{{{t}}}) - min(adapter_fidelity{{{t}}})",
+    'count_values("v", adapter_fidelity{{{t}}})',
+    "topk(1, adapter_fidelity{{{t}}}) # a comment ) or vector(1)",
+    "max_over_time((adapter_fidelity{{{t}}} * 2)[10s:1s])",
+    'label_replace(adapter_fidelity{{{t}}}, "x", "$1", "pod", "(.)")',
+    'adapter_fidelity{{{t}, pod=~"a|b"}} > bool 1',
+    "adapter_fidelity{{{t}}} / on (pod) group_left () adapter_fidelity{{{t}}}",
+    "sum(adapter_fidelity{{{t}}} offset 1s)",
+    'absent(adapter_fidelity{{{t}, pod="nope"}})',
+    "-2 ^ 2 + 0x10 * 1e-1",
+    "vector(time() > bool 0)",
+]
+
+
+def test_the_canonical_text_answers_as_the_text_written(
+    adapter: PrometheusAdapter, exporter: Exporter
+) -> None:
+    gauge = exporter.gauge("adapter_fidelity", "three pods", ("pod",))
+    for pod, value in (("a", 1.0), ("b", 2.0), ("c", 3.0)):
+        gauge.labels(pod).set(value)
+    t = f'target="{exporter.name}"'
+    poll(lambda: adapter.query_sync(f"count(adapter_fidelity{{{t}}} offset 2s)"), lambda s: s == 3.0)
+    for template in FIDELITY:
+        text = template.format(t=t)
+        canonical = parse(text).text
+        for aggregate in (Aggregate.SUM, Aggregate.MIN):
+            written, printed = adapter.query_sync(text, aggregate), adapter.query_sync(canonical, aggregate)
+            assert written == printed, f"{text!r} -> {canonical!r}"
+            assert not isinstance(written, QueryError), written
+
+
+def test_an_enforced_query_reads_only_its_namespace(adapter: PrometheusAdapter, exporter: Exporter) -> None:
+    gauge = exporter.gauge("adapter_tenants", "one series per namespace", ("namespace",))
+    gauge.labels("team-a").set(1.0)
+    gauge.labels("team-b").set(100.0)
+    t = f'target="{exporter.name}"'
+    # Scraped for 6 s, so the 5 s subquery below has points at every step.
+    poll(lambda: adapter.query_sync(f"count(adapter_tenants{{{t}}} offset 6s)"), lambda s: s == 2.0)
+    for text in (
+        f"max(adapter_tenants{{{t}}})",
+        f'max({{__name__=~"adapter_.*", {t}}})',
+        f"max_over_time(max(adapter_tenants{{{t}}})[5s:1s])",
+        f"sum(adapter_tenants{{{t}}}) + sum(adapter_tenants{{{t}}} offset 1s)",
+    ):
+        shared = adapter.query_sync(parse(text).text, Aggregate.MAX)
+        enforced = adapter.query_sync(enforce_namespace(parse(text), "team-a").text, Aggregate.MAX)
+        assert isinstance(shared, float), text
+        assert shared >= 100.0, text
+        assert isinstance(enforced, float), text
+        assert enforced <= 2.0, text
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    reply: Callable[[_Handler], None]
+
+    def do_GET(self) -> None:
+        type(self).reply(self)
+
+    do_POST = do_GET
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_server() -> Iterator[Callable[[Callable[[_Handler], None]], str]]:
+    """A local HTTP server answering with the function given; yields a starter returning its URL."""
+    servers: list[http.server.ThreadingHTTPServer] = []
+
+    def start(reply: Callable[[_Handler], None]) -> str:
+        handler = type("Handler", (_Handler,), {"reply": staticmethod(reply)})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _send(handler: _Handler, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    handler.send_response(status)
+    for name, value in (headers or {"Content-Type": "application/json"}).items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _big_vector() -> bytes:
+    series = {"metric": {"pad": "x" * 1000}, "value": [1, "1"]}
+    return json.dumps(
+        {"status": "success", "data": {"resultType": "vector", "result": [series] * 11_000}}
+    ).encode()
+
+
+def test_a_body_over_the_limit_is_an_error_not_a_crash(fake_server: Any) -> None:
+    body = _big_vector()
+    assert len(body) > MAX_BODY
+    declared = fake_server(lambda h: _send(h, 200, body))
+
+    def chunked(handler: _Handler) -> None:  # no Content-Length: the limit applies while reading
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        for start in range(0, len(body), 1 << 20):
+            piece = body[start : start + (1 << 20)]
+            handler.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        handler.wfile.write(b"0\r\n\r\n")
+
+    def gzipped(handler: _Handler) -> None:  # small on the wire, over the limit once decompressed
+        _send(
+            handler,
+            200,
+            gzip.compress(body),
+            {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+
+    for url in (declared, fake_server(chunked), fake_server(gzipped)):
+        client = PrometheusAdapter(url, timeout=10.0)
+        try:
+            sample = client.query_sync("up")
+        finally:
+            client.close(wait=True)
+        assert isinstance(sample, QueryError), url
+        assert "larger than 10 MiB" in sample.message
+    small = fake_server(lambda h: _send(h, 200, body[:0] or _vector(0.25)))
+    client = PrometheusAdapter(small, timeout=5.0)
+    try:
+        assert client.query_sync("up") == 0.25
+    finally:
+        client.close(wait=True)
+
+
+def _vector(value: float) -> bytes:
+    result = [{"metric": {}, "value": [1, str(value)]}]
+    return json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
+
+
+def test_error_text_is_short_and_never_a_body(fake_server: Any) -> None:
+    secret = "INTERNAL-SECRET-" + "z" * 600
+    html = fake_server(
+        lambda h: _send(h, 400, f"<html>{secret}</html>".encode(), {"Content-Type": "text/html"})
+    )
+    prometheus_like = fake_server(
+        lambda h: _send(
+            h, 422, json.dumps({"status": "error", "errorType": "execution", "error": secret}).encode()
+        )
+    )
+    redirect = fake_server(lambda h: _send(h, 302, b"", {"Location": f"{html}/api/v1/query"}))
+    for url, detailed, expected in (
+        (html, True, "answered HTTP 400"),
+        (prometheus_like, False, "answered HTTP 422 (execution)"),
+        (redirect, True, "answered with a redirect (not followed)"),
+    ):
+        client = PrometheusAdapter(
+            url.replace("http://", "http://user:pw@"), timeout=5.0, detailed_errors=detailed
+        )
+        try:
+            sample = client.query_sync("up")
+        finally:
+            client.close(wait=True)
+        assert isinstance(sample, QueryError)
+        assert expected in sample.message
+        assert "SECRET" not in sample.message
+        assert "pw" not in sample.message
+        assert len(sample.message) <= 256
+    trusted = PrometheusAdapter(prometheus_like, timeout=5.0)  # an admin's source: Prometheus's own error
+    try:
+        sample = trusted.query_sync("up")
+    finally:
+        trusted.close(wait=True)
+    assert isinstance(sample, RejectedQuery)
+    assert sample.message.startswith("Prometheus answered HTTP 422: execution: INTERNAL-SECRET-")
+    assert len(sample.message) <= 256

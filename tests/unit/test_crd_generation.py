@@ -80,7 +80,11 @@ def test_every_node_is_structural(path: str, node: dict[str, Any]) -> None:
         "prefixItems",
     }
     assert not forbidden & node.keys()
-    assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields")
+    assert (
+        "type" in node
+        or node.get("x-kubernetes-preserve-unknown-fields")
+        or node.get("x-kubernetes-int-or-string")
+    )
     assert node.get("default", "absent") is not None
     if node.get("type") == "object" and "additionalProperties" in node:
         assert isinstance(node["additionalProperties"], dict), "free-form objects use preserve-unknown-fields"
@@ -226,9 +230,11 @@ def test_digests_durations_and_limits_are_constrained() -> None:
     assert len(digests) >= 6
     assert all(node["pattern"] == "^sha256:[0-9a-f]{64}$" for node in digests)
     spec = _schema(MD_CRD)["properties"]["spec"]["properties"]
-    assert spec["replicas"]["minimum"] == 0
+    assert (spec["replicas"]["minimum"], spec["replicas"]["maximum"]) == (0, 1000)
     assert (spec["revisionHistoryLimit"]["minimum"], spec["revisionHistoryLimit"]["maximum"]) == (1, 100)
-    assert spec["template"]["x-kubernetes-preserve-unknown-fields"] is True
+    # The template is typed: nothing free-form at its top, so nothing passes unchecked into the pod.
+    assert "x-kubernetes-preserve-unknown-fields" not in spec["template"]
+    assert spec["template"]["properties"]["hostPID"]["x-kubernetes-validations"][0]["rule"] == "false"
     rules = spec["rollback"]["properties"]["rules"]
     assert (rules["x-kubernetes-list-type"], rules["x-kubernetes-list-map-keys"]) == ("map", ["name"])
     rule = rules["items"]["properties"]
@@ -237,13 +243,21 @@ def test_digests_durations_and_limits_are_constrained() -> None:
     for duration in (
         rule["for"],
         spec["rollback"]["properties"]["interval"],
+        spec["rollback"]["properties"]["cooldown"],
         spec["stability"]["properties"]["bakeTime"],
+        spec["approval"]["properties"]["timeout"],
     ):
         assert (duration["type"], "pattern" in duration) == ("string", True)
-    assert (
-        _schema(MV_CRD)["properties"]["spec"]["properties"]["serving"]["properties"]["image"]["minLength"]
-        == 1
-    )
+        assert "duration(self) <= duration('8760h')" in duration["x-kubernetes-validations"][0]["rule"]
+    interval = spec["rollback"]["properties"]["interval"]
+    assert any("duration(self) >= duration('1s')" in r["rule"] for r in interval["x-kubernetes-validations"])
+    image = _schema(MV_CRD)["properties"]["spec"]["properties"]["serving"]["properties"]["image"]
+    assert image["minLength"] == 1
+    assert image["pattern"].endswith("@sha256:[0-9a-f]{64}$")
+    reason = _schema(MV_CRD)["properties"]["spec"]["properties"]["revocationReason"]
+    assert reason["maxLength"] == 1024
+    history = _schema(MD_CRD)["properties"]["status"]["properties"]["history"]["items"]["properties"]
+    assert history["reason"]["maxLength"] == 1024
 
 
 def test_defaults_are_written_as_on_the_wire() -> None:

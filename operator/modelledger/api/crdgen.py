@@ -177,7 +177,8 @@ def _rewrite(node: dict[str, Any], definitions: dict[str, Any], path: str) -> di
                 out[key] = _rewrite(value, definitions, f"{path}.*")
         else:
             out[key] = value
-    if "type" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+    untyped = ("x-kubernetes-preserve-unknown-fields", "x-kubernetes-int-or-string")
+    if "type" not in out and not any(out.get(extension) for extension in untyped):
         raise ValueError(f"{path or '<root>'}: no type; a structural schema needs one on every node")
     return out
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from modelledger.api.common import (
     CONDITIONS_LIST,
@@ -22,15 +22,19 @@ from modelledger.api.common import (
     Timestamp,
     require_unique,
 )
-from modelledger.api.duration import Duration
+from modelledger.api.duration import Duration, Interval
 from modelledger.api.modeldeploymentrequest import (
     REASON_LENGTH,
     USERNAME_LENGTH,
     RequestAction,
     RequestPhase,
 )
+from modelledger.api.podtemplate import PodTemplate
 
-PRESERVE_UNKNOWN = {"x-kubernetes-preserve-unknown-fields": True}
+# One model's serving fleet stays well under this; a typo (`replicas: 20000`, or an autoscaler
+# misconfigured through the scale subresource, which the same schema validates) would otherwise ask
+# the scheduler for pods by the thousand before a ResourceQuota, if any, stopped it.
+MAX_REPLICAS = 1000
 REVISION_KEYED_LIST = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["revision"]}
 PROMQL_LENGTH = 4096
 
@@ -75,10 +79,30 @@ class Stability(ApiModel):
 
 
 class Prometheus(ApiModel):
-    """The Prometheus server the rules query."""
+    """The Prometheus the rules query: a source the admins defined, or (where they allow it) a URL."""
 
-    url: Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://[^\s]+$")]
-    """The server's base URL, e.g. `http://prometheus.monitoring:9090`."""
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.source) != has(self.url)",
+                    "message": "name exactly one of source (an admin-defined Prometheus) and url",
+                }
+            ]
+        }
+    )
+
+    source: DnsLabel | None = None
+    """The name of a Prometheus source defined by the operator's admins (`--prometheus-sources`)."""
+    url: Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://[^\s]+$")] | None = None
+    """A raw base URL, e.g. `http://prometheus.monitoring:9090`: accepted only where the admins allow
+    raw URLs, and queried without the operator's credentials."""
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Prometheus:
+        if (self.source is None) == (self.url is None):
+            raise ValueError("name exactly one of source (an admin-defined Prometheus) and url")
+        return self
 
 
 class RollbackRule(ApiModel):
@@ -107,8 +131,8 @@ class Rollback(ApiModel):
 
     automatic: bool = True
     """Roll back automatically when a rule breaches; when false, breaches are only reported."""
-    interval: Duration = timedelta(seconds=15)
-    """How often the rules are evaluated."""
+    interval: Interval = timedelta(seconds=15)
+    """How often the rules are evaluated: at least 1s."""
     cooldown: Duration = timedelta(minutes=5)
     """The least time between two automatic rollbacks of this deployment."""
     prometheus: Prometheus | None = None
@@ -156,14 +180,15 @@ class ModelDeploymentSpec(ApiModel):
     """The model deployed; every version served must have this `spec.modelName`."""
     version: ObjectName
     """The name of the ModelVersion to serve (in this namespace)."""
-    replicas: Annotated[int, Field(ge=0)] = 1
-    """How many serving pods; scalable through the scale subresource."""
-    template: Annotated[dict[str, Any], Field(json_schema_extra=PRESERVE_UNKNOWN)] = Field(
-        default_factory=dict
-    )
-    """Pod-level overrides merged into the serving pod.
+    replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS)] = 1
+    """How many serving pods (at most 1000); scalable through the scale subresource."""
+    template: PodTemplate = Field(default_factory=PodTemplate)
+    """Overrides of the serving pod, allowlisted to stay within Pod Security restricted.
 
-    For example resources, nodeSelector, tolerations, serviceAccountName or extra env.
+    The model container's resources, env, envFrom, volumeMounts, probes, imagePullPolicy and (tightened)
+    securityContext; the pod's nodeSelector, tolerations, affinity, topologySpreadConstraints,
+    priorityClassName, configMap/secret/emptyDir/projected volumes and (tightened) podSecurityContext.
+    Any other pod or container field is rejected, naming it.
     """
     revision_history_limit: Annotated[int, Field(ge=1, le=100)] = 10
     """How many revisions the history keeps; the stable and the serving revision are never pruned."""
@@ -292,8 +317,8 @@ class HistoryEntry(ApiModel):
     """`Deploy`, `AutomaticRollback`, `ManualRollback` or `Revocation`."""
     rule: DnsLabel | None = None
     """The rule that triggered an automatic rollback."""
-    reason: Annotated[str, Field(max_length=LONG_TEXT)] = ""
-    """A human-readable reason (the person's words for a manual rollback)."""
+    reason: Annotated[str, Field(max_length=REASON_LENGTH)] = ""
+    """A human-readable reason (the person's words for a manual rollback); at most 1024 characters."""
     evidence: Evidence | None = None
     """The measurement behind an automatic rollback."""
     at: Timestamp

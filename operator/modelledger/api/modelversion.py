@@ -9,7 +9,6 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from modelledger.api.common import (
     CONDITIONS_LIST,
-    LONG_TEXT,
     NAME_KEYED_LIST,
     SET_LIST,
     SHORT_TEXT,
@@ -21,6 +20,11 @@ from modelledger.api.common import (
     Uri,
     require_unique,
 )
+from modelledger.api.modeldeploymentrequest import REASON_LENGTH
+
+# `registry[:port]/path[:tag]@sha256:<64 hex>`: a tag alone can be moved to other content, so an image
+# named without its digest would make neither a rollback nor the audit's pinned pipeline exact.
+PINNED_IMAGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:-]*@sha256:[0-9a-f]{64}$"
 
 IMMUTABLE_MESSAGE = (
     "ModelVersion spec is immutable except revoked and revocationReason: create a new ModelVersion instead"
@@ -67,8 +71,9 @@ class Component(ApiModel):
 class Serving(ApiModel):
     """The whole inference pipeline; a rollback restores all of it together."""
 
-    image: Annotated[str, Field(min_length=1, max_length=1024)]
-    """The serving container image; pin it by digest (`repo@sha256:...`) so a rollback is exact."""
+    image: Annotated[str, Field(min_length=1, max_length=1024, pattern=PINNED_IMAGE_PATTERN)]
+    """The serving container image, pinned by digest (`repo@sha256:` and 64 hex digits, a tag
+    optional before it) so a rollback is exact."""
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
     """The port the server listens on for inference requests."""
     command: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=64)] | None = None
@@ -185,8 +190,8 @@ class ModelVersionSpec(ApiModel):
     ] = Field(default_factory=list)
     """Free-form labels such as `compliant`; each at most once."""
     # revocationReason comes first so the check on `revoked` can see it (and name `revoked`, as the CRD does).
-    revocation_reason: Annotated[str, Field(max_length=LONG_TEXT)] = ""
-    """Why the version was revoked; required when `revoked` is true."""
+    revocation_reason: Annotated[str, Field(max_length=REASON_LENGTH)] = ""
+    """Why the version was revoked (at most 1024 characters); required when `revoked` is true."""
     revoked: bool = False
     """Set to true when a failed audit revokes this version: every deployment serving it rolls back."""
 

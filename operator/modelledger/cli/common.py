@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, cast
 
 import kubernetes
@@ -169,10 +169,13 @@ def list_events(cluster: Cluster) -> list[dict[str, Any]]:
     ]
 
 
+REPORT_LOOKBACK = timedelta(days=100 * 365)  # `--since 17520h`: reports look back further than specs
+
+
 def parse_time(text: str, now: datetime) -> datetime:
     """RFC 3339 (`2026-11-27T10:00:00Z`), or a duration before now (`24h`) as `kubectl logs --since`."""
     try:
-        return now - parse_duration(text)
+        return now - parse_duration(text, maximum=REPORT_LOOKBACK)
     except ValueError:
         pass
     try:

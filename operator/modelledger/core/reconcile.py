@@ -87,6 +87,7 @@ class Situation:
         None  # a fresh evaluation of the serving revision; None keeps the recorded
     )
     query_errors: Mapping[str, str] | None = None  # rule -> why its query failed, in the fresh evaluation
+    queries: Mapping[str, str] | None = None  # rule -> the query as sent (printed, tenancy enforced)
     requests: Sequence[Request] = ()  # this deployment's undecided requests (and their approvals)
     trust: HistoryCheck | None = None  # the status's verification; None: not checked (tests of the rest)
     signing: bool = True  # whether the operator holds a signing key
@@ -713,10 +714,11 @@ def _breach(s: Situation, plan: Plan) -> Breach | None:
         "model": s.spec.model_name,
         "version": serving.version,
     }
-    queries = {}
+    queries = dict(s.queries or {})
     for rule in s.spec.rollback.rules:
-        with contextlib.suppress(ValueError):  # a bad template never breaches: its rule is in Error
-            queries[rule.name] = promql.render(rule.query, values)
+        if rule.name not in queries:
+            with contextlib.suppress(ValueError):  # a bad template never breaches: its rule is in Error
+                queries[rule.name] = promql.render(rule.query, values)
     return verdict(s.spec.rollback.rules, plan.status.rules, queries).breach
 
 

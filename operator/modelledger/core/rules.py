@@ -14,6 +14,8 @@ The semantics (documented for users in docs/rules.md):
   state and breach start (the timer neither resets nor advances to Breached on that sample), while any
   other rule shows `NoData` / `Error`, which stops stable marking until the rule passes again.
 * `since` of Pass, NoData and Error is when the rule entered that state.
+* A rule that cannot be evaluated at all (bad template or query, unknown or refused Prometheus) is
+  `Error` whatever `onError` says (`invalid`): it neither starts, holds nor ends a breach.
 """
 
 from __future__ import annotations
@@ -131,6 +133,15 @@ def evaluate(rule: RollbackRule, previous: RuleStatus | None, sample: Sample, no
         held = f"{detail}; still {previous.state.value} ({setting}: Hold)"
         return _status(rule, previous.state, None, previous.since, held)
     return _status(rule, state, None, _since(previous, state, now), f"{detail} ({setting}: Hold)")
+
+
+def invalid(rule: RollbackRule, previous: RuleStatus | None, message: str, now: datetime) -> RuleStatus:
+    """The rule cannot be evaluated at all (a bad template or query, an unknown or refused Prometheus):
+    Error, whatever `onError` says (that setting is for failures of a valid query), so a broken rule
+    never starts, holds or ends a breach. `since` is when it became invalid."""
+    if previous is not None and previous.name != rule.name:
+        previous = None
+    return _status(rule, RuleState.ERROR, None, _since(previous, RuleState.ERROR, now), _shorten(message))
 
 
 def _observe(

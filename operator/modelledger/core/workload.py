@@ -4,6 +4,13 @@ The pod runs the ModelVersion's pinned serving image with its args and env, plus
 naming the artifact and every pipeline component by URI and digest, merged with the ModelDeployment's
 `spec.template` overrides. Everything derives from the serving revision, so re-deriving it after a crash
 gives the same manifest, and its hash tells whether the cluster already has it.
+
+The pod stays within Pod Security `restricted` by construction: the model container gets
+allowPrivilegeEscalation false, runAsNonRoot true, every capability dropped and the RuntimeDefault seccomp
+profile, and the template (allowlisted at admission, see api/podtemplate.py) can only tighten that. The
+template is validated again here and the pod is built from the typed model's fields only, so a template
+that did not pass the allowlist (built in Python without validation, or stored before the allowlist)
+never reaches a pod: `manifests` raises TemplateRefused instead.
 """
 
 from __future__ import annotations
@@ -14,8 +21,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from modelledger.api import ModelDeploymentSpec, ModelVersion, PinnedComponent, PinnedPipeline
 from modelledger.api.common import API_VERSION
+from modelledger.api.modelversion import PINNED_IMAGE_PATTERN
+from modelledger.api.podtemplate import CONTAINER_FIELDS, PodTemplate
 
 MANAGED_BY = "modelledger"
 LABEL_DEPLOYMENT = "modelledger.io/deployment"
@@ -24,18 +35,29 @@ LABEL_REVISION = "modelledger.io/revision"
 ANNOTATION_HASH = "modelledger.io/workload-hash"
 CONTAINER = "model"
 PORT_NAME = "http"
-# Overrides that belong to the model container rather than to the pod.
-_CONTAINER_OVERRIDES = (
-    "resources",
-    "env",
-    "envFrom",
-    "volumeMounts",
-    "securityContext",
-    "readinessProbe",
-    "livenessProbe",
-    "startupProbe",
-    "imagePullPolicy",
-)
+# What Pod Security `restricted` requires of every container, set unless the template tightens it.
+RESTRICTED_CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+RUNTIME_DEFAULT_SECCOMP = {"type": "RuntimeDefault"}
+# The template's pod-level fields, by their name in the PodSpec.
+_POD_FIELDS = {
+    "nodeSelector": "nodeSelector",
+    "tolerations": "tolerations",
+    "affinity": "affinity",
+    "topologySpreadConstraints": "topologySpreadConstraints",
+    "priorityClassName": "priorityClassName",
+    "volumes": "volumes",
+    "automountServiceAccountToken": "automountServiceAccountToken",
+    "podSecurityContext": "securityContext",
+}
+
+
+class TemplateRefused(ValueError):
+    """The pod would hold what admission refuses (a template field outside the allowlist, an image not
+    pinned by digest): no workload is built."""
 
 
 def selector(name: str) -> dict[str, str]:
@@ -86,6 +108,42 @@ def _merge_env(base: list[dict[str, Any]], overrides: list[dict[str, Any]]) -> l
     return merged + [e for e in overrides if e.get("name") in by_name]
 
 
+def allowed_template(template: object) -> PodTemplate:
+    """The template validated again against the allowlist, or TemplateRefused naming what it refuses.
+
+    Admission already refused anything else; this is defence in depth against a PodTemplate built
+    without validation (`model_construct`) or a plain dict in its place.
+    """
+    if isinstance(template, PodTemplate):
+        raw: Any = template.model_dump(mode="json", by_alias=True, exclude_none=True, warnings=False)
+    elif isinstance(template, dict):
+        raw = template
+        known = {field.alias or name for name, field in PodTemplate.model_fields.items()}
+        if unknown := sorted(str(key) for key in raw if key not in known):
+            raise TemplateRefused(f"spec.template.{unknown[0]}: not a field of the pod template allowlist")
+    else:
+        raise TemplateRefused(f"spec.template: expected the pod template, not {type(template).__name__}")
+    try:
+        return PodTemplate.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(step) for step in ("spec", "template", *first["loc"]))
+        raise TemplateRefused(f"{where}: {first['msg']}") from error
+
+
+def container_security(template: PodTemplate) -> dict[str, Any]:
+    """The model container's security context: restricted's requirements, tightened by the template."""
+    given = template.security_context.to_wire() if template.security_context else {}
+    context = {**RESTRICTED_CONTAINER_SECURITY, **given}
+    capabilities = given.get("capabilities") or {}
+    dropped = [name for name in capabilities.get("drop", []) if name != "ALL"]
+    context["capabilities"] = {**capabilities, "drop": ["ALL", *dropped]}
+    pod = template.pod_security_context
+    if "seccompProfile" not in context and not (pod and pod.seccomp_profile):
+        context["seccompProfile"] = dict(RUNTIME_DEFAULT_SECCOMP)
+    return context
+
+
 @dataclass(frozen=True)
 class Owner:
     """The ModelDeployment that owns the workload (for ownerReferences)."""
@@ -100,20 +158,26 @@ def manifests(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The Deployment and Service that serve `version` as `revision` of the ModelDeployment `owner`."""
     serving = version.spec.serving
-    overrides = dict(spec.template)
-    pod_metadata = overrides.pop("metadata", {}) or {}
+    if not re.fullmatch(PINNED_IMAGE_PATTERN, serving.image):
+        raise TemplateRefused(f"spec.serving.image: {serving.image!r} is not pinned by an @sha256: digest")
+    template = allowed_template(spec.template)
+    overrides = template.to_wire()
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": serving.image,
         "args": list(serving.args),
         "ports": [{"name": PORT_NAME, "containerPort": serving.port, "protocol": "TCP"}],
-        "env": _merge_env(model_env(version), list(overrides.pop("env", []) or [])),
+        "env": _merge_env(model_env(version), list(overrides.get("env", []))),
     }
     if serving.command is not None:
         container["command"] = list(serving.command)
-    for key in _CONTAINER_OVERRIDES:
-        if key in overrides:
-            container[key] = overrides.pop(key)
+    for key in CONTAINER_FIELDS:
+        if key in overrides and key not in ("env", "securityContext"):
+            container[key] = overrides[key]
+    container["securityContext"] = container_security(template)
+    pod_spec: dict[str, Any] = {
+        pod_key: overrides[key] for key, pod_key in _POD_FIELDS.items() if key in overrides
+    }
     version_labels = {LABEL_VERSION: version.metadata.get("name", ""), LABEL_REVISION: str(revision)}
     labels = {
         "app.kubernetes.io/name": version.spec.model_name,
@@ -146,13 +210,10 @@ def manifests(
             "selector": {"matchLabels": selector(owner.name)},
             "template": {
                 "metadata": {
-                    "labels": {**(pod_metadata.get("labels") or {}), **labels, **version_labels},
-                    "annotations": {
-                        **(pod_metadata.get("annotations") or {}),
-                        "modelledger.io/artifact-digest": version.spec.artifact.digest,
-                    },
+                    "labels": {**labels, **version_labels},
+                    "annotations": {"modelledger.io/artifact-digest": version.spec.artifact.digest},
                 },
-                "spec": {**overrides, "containers": [container]},
+                "spec": {**pod_spec, "containers": [container]},
             },
         },
     }

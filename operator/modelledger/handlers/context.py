@@ -5,21 +5,37 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
+from modelledger.adapters import kube
+from modelledger.adapters.admission import GuardCheck
+from modelledger.core.promql import Tenancy
 from modelledger.core.signing import Keyring, SigningKey
+
+if TYPE_CHECKING:
+    from modelledger.adapters.prometheus import PrometheusSource
+    from modelledger.handlers.rules import PrometheusClients
 
 
 @dataclass
 class OperatorConfig:
     """Settings from `modelledger run`, kept in Kopf's memo."""
 
-    prometheus_url: str | None = None
+    prometheus_url: str | None = None  # the default Prometheus (the source `default`), if any
     prometheus_timeout: float = 5.0
     prometheus_token: str | None = None
     prometheus_ca: str | None = None
+    prometheus_token_file: str | None = None  # read at each request (rotated tokens work)
+    prometheus_tenancy: Tenancy = Tenancy.SHARED  # of the default from prometheus_url
+    prometheus_sources: tuple[PrometheusSource, ...] = ()  # the admins' sources (--prometheus-sources)
+    allow_raw_prometheus_urls: bool = True  # honour spec.rollback.prometheus.url (without credentials)
+    max_raw_prometheus_clients: int = 16  # clients kept for tenant-written URLs (least recently used go)
+    prometheus_clients: PrometheusClients | None = field(default=None, repr=False, compare=False)
+    """Created by the first rule loop (`handlers.rules.clients_for`): one client per source."""
     signing_key: SigningKey | None = None  # None: entries are written unsigned (said loudly at start)
     keyring: Keyring = field(default_factory=Keyring)  # every published public key, current and retired
     adopt_unsigned: bool = False  # --adopt-unsigned-history: take pre-signing histories as they are
+    guards: GuardCheck = field(default_factory=lambda: GuardCheck(kube.client))  # identity guards in force?
 
 
 @dataclass

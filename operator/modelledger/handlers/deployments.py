@@ -19,7 +19,6 @@ import structlog
 from pydantic import ValidationError
 
 from modelledger.adapters import audit, kube
-from modelledger.adapters.admission import GuardCheck
 from modelledger.api import ModelDeploymentSpec, ModelDeploymentStatus, ModelVersion, RevisionCause
 from modelledger.api.common import API_VERSION, GROUP, VERSION
 from modelledger.core import actors, history, trust
@@ -32,7 +31,6 @@ from modelledger.handlers.context import WAKEUPS, OperatorConfig, now
 log = structlog.get_logger("modelledger.deployments")
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 RETRY_AFTER_CONFLICT = 0.5
-GUARDS = GuardCheck(kube.client)
 
 
 # --- indices: in-memory views Kopf keeps current from its watches ---------------------------------
@@ -188,7 +186,7 @@ async def reconcile_once(
 
     subject = trust.Subject(namespace, name, str(meta.get("uid", "")))
     check = trust.check_status(status, config.keyring, subject, limit=spec.revision_history_limit)
-    guarded = await kube.call(GUARDS.guarded, namespace)
+    guarded = await kube.call(config.guards.guarded, namespace)
     referenced = {spec.version} | {entry.version for entry in status.history}
     versions = _versions(namespace, referenced, indices.versions)
     workload_raw = _one(indices.workloads, (namespace, name))
@@ -211,6 +209,7 @@ async def reconcile_once(
         spec_actor=actors.version_setter(meta.get("annotations"), spec.version, guarded),
         rules=evaluation.statuses if evaluation else None,
         query_errors=evaluation.query_errors if evaluation else None,
+        queries=evaluation.queries if evaluation else None,
         requests=request_handlers.parse(request_raw.values(), guarded),
         trust=check,
         signing=config.signing_key is not None,

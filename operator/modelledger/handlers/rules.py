@@ -3,19 +3,26 @@
 `status.rules[].value` is the value that moved a rule into its current state (for a Breached rule: the
 evidence); a rule whose state did not change is not rewritten, so a fluctuating metric causes no
 status writes. Live values are on /metrics (`modelledger_rule_value`).
+
+Where the queries go: `spec.rollback.prometheus.source` names one of the admins' sources (none: the
+source `default`); a raw `url` is queried only where the admins allow it, and never with the operator's
+credentials. Each query is rendered, parsed as one PromQL expression and, on an `enforced` source,
+restricted to the deployment's namespace (`core.promql`); a rule that cannot be prepared is Error with a
+message naming the field. Queries are batched only with those of the same namespace and source.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from modelledger.adapters.batching import QueryBatcher
 from modelledger.adapters.metrics import OperatorMetrics
-from modelledger.adapters.prometheus import PrometheusAdapter
+from modelledger.adapters.prometheus import PrometheusAdapter, PrometheusSource, display_url, sanitise
 from modelledger.api import (
     ModelDeploymentSpec,
     ModelDeploymentStatus,
@@ -24,35 +31,143 @@ from modelledger.api import (
     RuleState,
     RuleStatus,
 )
+from modelledger.api.modeldeployment import Prometheus
 from modelledger.core import history, promql
 from modelledger.core.reconcile import Decision
-from modelledger.core.rules import QueryError, Sample, backdate, breach_onset, evaluate
+from modelledger.core.rules import QueryError, Sample, backdate, breach_onset, evaluate, invalid
 from modelledger.handlers.context import OperatorConfig
 
 METRICS = OperatorMetrics()
-_BATCHERS: dict[str, QueryBatcher] = {}
 BREACHING = (RuleState.PENDING, RuleState.BREACHED)
 RANGE_STEP = timedelta(seconds=1)  # resolution of the look back at a fresh breach (a typical scrape interval)
-_ADAPTERS: dict[str, PrometheusAdapter] = {}
+DEFAULT_SOURCE = "default"
+RAW_URL_WORKERS = 4  # threads of a client for a tenant-written URL (a source's client has 16)
 
 
-def adapter_for(url: str, config: OperatorConfig) -> PrometheusAdapter:
-    if url not in _ADAPTERS:
-        _ADAPTERS[url] = PrometheusAdapter(
-            url,
-            timeout=config.prometheus_timeout,
-            bearer_token=config.prometheus_token,
-            ca_bundle=Path(config.prometheus_ca) if config.prometheus_ca else None,
-            metrics=METRICS,
-        )
-    return _ADAPTERS[url]
+@dataclass(frozen=True)
+class Target:
+    """Where a deployment's rules go: a client (with its batcher) and how queries are restricted."""
+
+    batcher: QueryBatcher
+    tenancy: promql.Tenancy
+
+    @property
+    def adapter(self) -> PrometheusAdapter:
+        return self.batcher.adapter
 
 
-def batcher_for(url: str, config: OperatorConfig) -> QueryBatcher:
-    """One batcher per Prometheus: the rule queries of all deployments share its requests."""
-    if url not in _BATCHERS:
-        _BATCHERS[url] = QueryBatcher(adapter_for(url, config))
-    return _BATCHERS[url]
+class PrometheusClients:
+    """One client (adapter and batcher) per admin-defined source, and a bounded, least-recently-used set
+    of clients for tenant-written URLs, which never carry the operator's credentials."""
+
+    def __init__(self, config: OperatorConfig, metrics: OperatorMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.sources: dict[str, PrometheusSource] = {s.name: s for s in config.prometheus_sources}
+        self._default_from_flags = DEFAULT_SOURCE not in self.sources and config.prometheus_url is not None
+        self._sources: dict[str, Target] = {}
+        self._raw: OrderedDict[str, Target] = OrderedDict()
+
+    def resolve(self, prometheus: Prometheus | None) -> Target | str:
+        """The target of `spec.rollback.prometheus`, or why there is none (a message naming the field)."""
+        if prometheus is None:
+            if DEFAULT_SOURCE in self.sources or self._default_from_flags:
+                return self._source(DEFAULT_SOURCE)
+            return (
+                "spec.rollback.prometheus is not set and the operator has no default Prometheus "
+                f'(--prometheus-url, or a source named "{DEFAULT_SOURCE}")'
+            )
+        if prometheus.source is not None:
+            if prometheus.source in self.sources or (
+                prometheus.source == DEFAULT_SOURCE and self._default_from_flags
+            ):
+                return self._source(prometheus.source)
+            return sanitise(
+                f'spec.rollback.prometheus.source: no Prometheus source named "{prometheus.source}" '
+                f"(defined: {self._names()})"
+            )
+        if prometheus.url is None:
+            return "spec.rollback.prometheus: name a source (or, where allowed, a url)"
+        if not self.config.allow_raw_prometheus_urls:
+            return sanitise(
+                "spec.rollback.prometheus.url: this operator does not query URLs written in a "
+                f"ModelDeployment; name an admin-defined source in spec.rollback.prometheus.source "
+                f"(defined: {self._names()})"
+            )
+        return self._raw_url(prometheus.url)
+
+    def _names(self) -> str:
+        names = sorted({*self.sources, *([DEFAULT_SOURCE] if self._default_from_flags else [])})
+        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        return shown or "none"
+
+    def _source(self, name: str) -> Target:
+        if name not in self._sources:
+            config = self.config
+            source = self.sources.get(name)
+            if source is None:  # the default from --prometheus-url and its credential flags
+                assert config.prometheus_url is not None
+                adapter = PrometheusAdapter(
+                    config.prometheus_url,
+                    timeout=config.prometheus_timeout,
+                    bearer_token=config.prometheus_token,
+                    bearer_token_file=Path(config.prometheus_token_file)
+                    if config.prometheus_token_file
+                    else None,
+                    ca_bundle=Path(config.prometheus_ca) if config.prometheus_ca else None,
+                    metrics=self.metrics,
+                )
+                tenancy = config.prometheus_tenancy
+            else:
+                adapter = PrometheusAdapter(
+                    source.url,
+                    timeout=source.timeout or config.prometheus_timeout,
+                    bearer_token_file=source.token_file,
+                    ca_bundle=source.ca_file,
+                    metrics=self.metrics,
+                    name=f"Prometheus source {name}",
+                )
+                tenancy = source.tenancy
+            self._sources[name] = Target(QueryBatcher(adapter), tenancy)
+        return self._sources[name]
+
+    def _raw_url(self, url: str) -> Target:
+        """A client for a URL a tenant wrote: no token, no CA or proxy settings of the operator, no
+        ~/.netrc; at most `max_raw_prometheus_clients` kept, the least recently used closed first."""
+        target = self._raw.pop(url, None)
+        if target is None:
+            adapter = PrometheusAdapter(
+                url,
+                timeout=self.config.prometheus_timeout,
+                metrics=self.metrics,
+                max_workers=RAW_URL_WORKERS,
+                name=display_url(url),
+                detailed_errors=False,
+                trust_env=False,
+            )
+            target = Target(QueryBatcher(adapter), promql.Tenancy.SHARED)
+        self._raw[url] = target
+        while len(self._raw) > max(1, self.config.max_raw_prometheus_clients):
+            _, evicted = self._raw.popitem(last=False)
+            evicted.adapter.close()  # queries in flight finish first
+        return target
+
+    @property
+    def raw_clients(self) -> int:
+        return len(self._raw)
+
+    def close(self) -> None:
+        for target in [*self._sources.values(), *self._raw.values()]:
+            target.adapter.close()
+        self._sources.clear()
+        self._raw.clear()
+
+
+def clients_for(config: OperatorConfig) -> PrometheusClients:
+    """The operator's Prometheus clients, made once and kept with its settings."""
+    if config.prometheus_clients is None:
+        config.prometheus_clients = PrometheusClients(config, METRICS)
+    return config.prometheus_clients
 
 
 def record_decision(namespace: str, name: str, decision: Decision) -> None:
@@ -70,6 +185,7 @@ def record_serving(namespace: str, name: str, status: ModelDeploymentStatus) -> 
 class Evaluation:
     statuses: list[RuleStatus]
     query_errors: dict[str, str]
+    queries: dict[str, str] = field(default_factory=dict)  # rule -> the text sent to Prometheus
 
 
 class RuleRunner:
@@ -77,6 +193,7 @@ class RuleRunner:
 
     def __init__(self, config: OperatorConfig) -> None:
         self.config = config
+        self.clients = clients_for(config)
         self.next_due: datetime | None = None
 
     async def _backdate(
@@ -123,34 +240,37 @@ class RuleRunner:
             "model": spec.model_name,
             "version": serving.version,
         }
-        queries: dict[str, str] = {}
-        pending: list[asyncio.Future[Sample] | Sample] = []
-        url = spec.rollback.prometheus.url if spec.rollback.prometheus else self.config.prometheus_url
-        for rule in rules:
-            try:
-                queries[rule.name] = promql.render(rule.query, values)
-            except ValueError as error:
-                pending.append(QueryError(f"bad query template: {error}"))
+        target = self.clients.resolve(spec.rollback.prometheus)
+        enforce = (
+            namespace if isinstance(target, Target) and target.tenancy is promql.Tenancy.ENFORCED else None
+        )
+        queries: dict[str, promql.Query] = {}
+        problems: dict[str, str] = {}  # rules that cannot be evaluated at all, and why
+        pending: dict[str, asyncio.Future[Sample]] = {}
+        for index, rule in enumerate(rules):
+            if not isinstance(target, Target):
+                problems[rule.name] = target
                 continue
-            if url is None:
-                pending.append(
-                    QueryError("no Prometheus: set spec.rollback.prometheus.url or --prometheus-url")
-                )
+            problem = _prepare(rule, index, values, enforce, queries)
+            if problem is not None:
+                problems[rule.name] = problem
                 continue
-            pending.append(
-                asyncio.ensure_future(batcher_for(url, self.config).query(queries[rule.name], rule.aggregate))
+            pending[rule.name] = asyncio.ensure_future(
+                target.batcher.query(queries[rule.name], rule.aggregate, namespace)
             )
-        samples = [await item if isinstance(item, asyncio.Future) else item for item in pending]
+        samples = {rule_name: await future for rule_name, future in pending.items()}
         previous = {s.name: s for s in status.rules}
         statuses: list[RuleStatus] = []
-        for rule, sample in zip(rules, samples, strict=True):
+        for rule in rules:
             old = previous.get(rule.name)
-            new = evaluate(rule, old, sample, now)
-            fresh = new.state is RuleState.PENDING and (old is None or old.state not in BREACHING)
-            if fresh and url is not None and isinstance(sample, float):
-                new = await self._backdate(
-                    adapter_for(url, self.config), rule, queries[rule.name], new, spec, now
-                )
+            if rule.name in problems:
+                new = invalid(rule, old, problems[rule.name], now)
+            else:
+                sample = samples[rule.name]
+                new = evaluate(rule, old, sample, now)
+                fresh = new.state is RuleState.PENDING and (old is None or old.state not in BREACHING)
+                if fresh and isinstance(target, Target) and isinstance(sample, float):
+                    new = await self._backdate(target.adapter, rule, queries[rule.name].text, new, spec, now)
             METRICS.record_rule(namespace, name, new)
             statuses.append(old if old is not None and old.state is new.state else new)
         self.next_due = now + spec.rollback.interval
@@ -160,7 +280,29 @@ class RuleRunner:
                 self.next_due = min(
                     self.next_due, max(now, state.since + rule.for_) + timedelta(milliseconds=50)
                 )
+        # PrometheusReachable is about failed queries; a rule that is invalid says so in its own status.
         errors = {
-            rule.name: s.message for rule, s in zip(rules, samples, strict=True) if isinstance(s, QueryError)
+            rule_name: sample.message
+            for rule_name, sample in samples.items()
+            if isinstance(sample, QueryError)
         }
-        return Evaluation(statuses, errors)
+        return Evaluation(statuses, errors, {name: query.text for name, query in queries.items()})
+
+
+def _prepare(
+    rule: RollbackRule,
+    index: int,
+    values: Mapping[str, str],
+    enforce: str | None,
+    queries: dict[str, promql.Query],
+) -> str | None:
+    """Render and parse the rule's query into `queries`; or why it cannot run, naming the field."""
+    field = f"spec.rollback.rules[{index}].query"
+    try:
+        query = promql.prepare(rule.query, values, enforce=enforce)
+    except ValueError as error:  # a bad template, not one PromQL expression, or a refused selector
+        return sanitise(f"{field}: {error}")
+    if query.type not in (promql.QueryType.VECTOR, promql.QueryType.SCALAR):
+        return f"{field}: the query returns a {query.type.value}; a rule needs an instant vector or a scalar"
+    queries[rule.name] = query
+    return None
