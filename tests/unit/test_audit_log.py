@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from modelledger.adapters import audit
 from modelledger.api import Evidence, HistoryEntry, PinnedPipeline, RevisionCause
 from modelledger.core import audit_chain, history, trust
-from modelledger.core.reconcile import Decision
+from modelledger.core.decision import Decision
 from modelledger.core.signing import Keyring, SigningKey
 
 PIPELINE = PinnedPipeline(

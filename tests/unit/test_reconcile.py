@@ -26,7 +26,8 @@ from modelledger.api import (
 )
 from modelledger.core import history, trust
 from modelledger.core.actors import Identity
-from modelledger.core.reconcile import Plan, Request, Situation, reconcile
+from modelledger.core.decision import Plan, Request, Situation
+from modelledger.core.reconcile import reconcile
 from modelledger.core.signing import Keyring, SigningKey
 from modelledger.core.workload import WorkloadState
 

@@ -22,7 +22,7 @@ import structlog
 from modelledger.api import HistoryEntry
 from modelledger.core import audit_chain
 from modelledger.core.audit_chain import ChainTip
-from modelledger.core.reconcile import Decision
+from modelledger.core.decision import Decision
 from modelledger.core.signing import SigningKey
 
 log = structlog.get_logger("modelledger.audit")

@@ -22,7 +22,8 @@ from modelledger.adapters import audit, kube
 from modelledger.api import ModelDeploymentSpec, ModelDeploymentStatus, ModelVersion, RevisionCause
 from modelledger.api.common import API_VERSION, GROUP, VERSION
 from modelledger.core import actors, history, trust
-from modelledger.core.reconcile import Plan, Situation, reconcile, reject_spec
+from modelledger.core.decision import Plan, Situation
+from modelledger.core.reconcile import reconcile, reject_spec
 from modelledger.core.workload import ANNOTATION_HASH, MANAGED_BY, Owner, WorkloadState, manifests
 from modelledger.handlers import requests as request_handlers
 from modelledger.handlers import rules as rule_loop

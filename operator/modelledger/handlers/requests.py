@@ -17,7 +17,7 @@ from modelledger.adapters import kube
 from modelledger.api import TERMINAL_PHASES, ModelDeploymentRequest, ModelDeploymentRequestStatus
 from modelledger.api.common import GROUP, VERSION
 from modelledger.core.actors import Identity
-from modelledger.core.reconcile import Request, RequestOutcome
+from modelledger.core.decision import Request, RequestOutcome
 from modelledger.handlers.context import WAKEUPS
 
 log = structlog.get_logger("modelledger.requests")

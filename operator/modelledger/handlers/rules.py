@@ -33,7 +33,7 @@ from modelledger.api import (
 )
 from modelledger.api.modeldeployment import Prometheus
 from modelledger.core import history, promql
-from modelledger.core.reconcile import Decision
+from modelledger.core.decision import Decision
 from modelledger.core.rules import QueryError, Sample, backdate, breach_onset, evaluate, invalid
 from modelledger.handlers.context import OperatorConfig
 
