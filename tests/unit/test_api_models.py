@@ -431,7 +431,7 @@ def test_a_year_is_the_longest_duration_and_a_second_the_shortest_interval() -> 
         ModelDeploymentSpec(model_name="m", version="v", stability={"bake_time": timedelta(days=366)})
 
 
-def test_history_and_revocation_reasons_are_capped_at_1024_characters() -> None:
+def test_revocation_reasons_are_capped_and_history_reasons_still_read() -> None:
     entry = {
         "revision": 1,
         "version": "v",
@@ -440,10 +440,8 @@ def test_history_and_revocation_reasons_are_capped_at_1024_characters() -> None:
         "actor": "modelledger/revocation",
         "hash": "sha256:" + "a" * 64,
     }
-    HistoryEntry.model_validate({**entry, "reason": "x" * 1024})
-    with pytest.raises(ValidationError) as raised:
-        HistoryEntry.model_validate({**entry, "reason": "x" * 1025})
-    assert error_path(raised.value.errors()[0]["loc"]) == "reason"
+    # Inputs are capped at 1024; entries written before the bound (longer) must still be read.
+    HistoryEntry.model_validate({**entry, "reason": "x" * 5000})
     spec = {**MODEL_VERSION["spec"], "revoked": True}
     assert ModelVersionSpec.model_validate({**spec, "revocationReason": "x" * 1024}).revoked
     with pytest.raises(ValidationError):
@@ -487,3 +485,17 @@ def test_model_deployment_status_round_trips(status: dict[str, Any]) -> None:
 def test_status_ignores_what_kopf_stores_there() -> None:
     status = ModelDeploymentStatus.model_validate({"phase": "Healthy", "kopf": {"progress": {}}})
     assert "kopf" not in status.to_wire()
+
+
+def test_a_request_reason_is_capped_and_a_rollback_needs_one() -> None:
+    from modelledger.api import ModelDeploymentRequestSpec
+
+    ok = {"deployment": "fraud-detector", "action": "Rollback", "reason": "x" * 1024}
+    assert ModelDeploymentRequestSpec.model_validate(ok).reason
+    with pytest.raises(ValidationError) as raised:
+        ModelDeploymentRequestSpec.model_validate({**ok, "reason": "x" * 1025})
+    assert error_path(raised.value.errors()[0]["loc"]) == "reason"
+    with pytest.raises(ValidationError, match="reason is required for a Rollback"):
+        ModelDeploymentRequestSpec.model_validate({**ok, "reason": ""})
+    with pytest.raises(ValidationError, match="only an Approve has it"):
+        ModelDeploymentRequestSpec.model_validate({**ok, "approves": "other"})

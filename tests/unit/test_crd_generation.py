@@ -19,6 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CRDS = crds()
 MV_CRD = CRDS["modelversions.yaml"]
 MD_CRD = CRDS["modeldeployments.yaml"]
+MDREQ_CRD = CRDS["modeldeploymentrequests.yaml"]
 
 
 def _schema(crd: dict[str, Any]) -> dict[str, Any]:
@@ -256,8 +257,8 @@ def test_digests_durations_and_limits_are_constrained() -> None:
     assert image["pattern"].endswith("@sha256:[0-9a-f]{64}$")
     reason = _schema(MV_CRD)["properties"]["spec"]["properties"]["revocationReason"]
     assert reason["maxLength"] == 1024
-    history = _schema(MD_CRD)["properties"]["status"]["properties"]["history"]["items"]["properties"]
-    assert history["reason"]["maxLength"] == 1024
+    request = _schema(MDREQ_CRD)["properties"]["spec"]["properties"]["reason"]
+    assert request["maxLength"] == 1024
 
 
 def test_defaults_are_written_as_on_the_wire() -> None:

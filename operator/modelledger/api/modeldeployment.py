@@ -37,6 +37,7 @@ from modelledger.api.podtemplate import PodTemplate
 MAX_REPLICAS = 1000
 REVISION_KEYED_LIST = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["revision"]}
 PROMQL_LENGTH = 4096
+HISTORY_REASON_LENGTH = 2048  # a 1024-character reason, and room for what the operator adds to it
 
 
 class Comparator(StrEnum):
@@ -317,8 +318,10 @@ class HistoryEntry(ApiModel):
     """`Deploy`, `AutomaticRollback`, `ManualRollback` or `Revocation`."""
     rule: DnsLabel | None = None
     """The rule that triggered an automatic rollback."""
-    reason: Annotated[str, Field(max_length=REASON_LENGTH)] = ""
-    """A human-readable reason (the person's words for a manual rollback); at most 1024 characters."""
+    reason: Annotated[str, Field(max_length=LONG_TEXT)] = ""
+    """A human-readable reason (the person's words for a manual rollback). The operator writes at most
+    `HISTORY_REASON_LENGTH` characters (a revocation's reason names the version too); longer ones
+    are read, for histories written before the bound."""
     evidence: Evidence | None = None
     """The measurement behind an automatic rollback."""
     at: Timestamp

@@ -22,7 +22,7 @@ from modelledger.api import (
     RevisionCause,
     RuleStatus,
 )
-from modelledger.api.modeldeploymentrequest import REASON_LENGTH
+from modelledger.api.modeldeployment import HISTORY_REASON_LENGTH
 from modelledger.core import history, trust
 from modelledger.core.actors import NOBODY_VERIFIED, Identity
 from modelledger.core.trust import HistoryCheck
@@ -174,7 +174,7 @@ def revision(
         actor_groups=actor.groups if actor.verified else (),
         at=s.now,
         pipeline=pinned_pipeline(s.versions[version]),
-        reason=reason[:REASON_LENGTH],
+        reason=reason[:HISTORY_REASON_LENGTH],
         rule=rule,
         evidence=evidence,
         approvers=approvers,
