@@ -126,6 +126,7 @@ def test_deleting_a_referenced_version_is_blocked_until_unreferenced(
     operator.start()
     healthy_stable_then_upgraded(plane, namespace)
     assert sorted(get(plane, namespace, "mv", V132)["status"]["usedBy"]) == ["fraud-detector"]
+    assert get(plane, namespace, "mv", V132)["status"]["usedByCount"] == 1
     plane.kubectl("delete", "-n", namespace, "mv", V132, "--wait=false")
     eventually(lambda: "DeletionBlocked" in reasons(plane, namespace), 20, "DeletionBlocked event")
     blocked = get(plane, namespace, "mv", V132)

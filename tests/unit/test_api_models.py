@@ -499,3 +499,15 @@ def test_a_request_reason_is_capped_and_a_rollback_needs_one() -> None:
         ModelDeploymentRequestSpec.model_validate({**ok, "reason": ""})
     with pytest.raises(ValidationError, match="only an Approve has it"):
         ModelDeploymentRequestSpec.model_validate({**ok, "approves": "other"})
+
+
+def test_used_by_is_capped_but_counted() -> None:
+    from modelledger.api import ModelVersionStatus
+    from modelledger.handlers.versions import named
+
+    users = [f"deployment-{i:04d}" for i in range(1100)]
+    with pytest.raises(ValidationError):
+        ModelVersionStatus.model_validate({"usedBy": users})
+    status = ModelVersionStatus.model_validate({"usedBy": users[:100], "usedByCount": 1100})
+    assert status.used_by_count == 1100
+    assert named(users).endswith("and 1090 more")

@@ -18,6 +18,8 @@ import kubernetes
 import structlog
 from kubernetes.client.exceptions import ApiException
 
+from modelledger.adapters.kube import TIMEOUT
+
 log = structlog.get_logger("modelledger.admission")
 
 GUARDS = ("modelledger-requester", "modelledger-version-setter")
@@ -47,8 +49,8 @@ def selects(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bo
 def _binding_scope(api: Any, name: str) -> dict[str, Any] | None:
     """The namespaceSelector of a guard in force (a Deny binding of its own policy), or None."""
     try:
-        api.read_validating_admission_policy(name)
-        binding = cast(Any, api.read_validating_admission_policy_binding(name))
+        api.read_validating_admission_policy(name, _request_timeout=TIMEOUT)
+        binding = cast(Any, api.read_validating_admission_policy_binding(name, _request_timeout=TIMEOUT))
     except ApiException as error:
         if error.status in (403, 404):
             return None
@@ -93,7 +95,9 @@ class GuardCheck:
     def _namespace_labels(self, namespace: str) -> dict[str, str] | None:
         if namespace not in self._labels:
             try:
-                found = kubernetes.client.CoreV1Api(self._client()).read_namespace(namespace)
+                found = kubernetes.client.CoreV1Api(self._client()).read_namespace(
+                    namespace, _request_timeout=TIMEOUT
+                )
                 self._labels[namespace] = dict((found.metadata and found.metadata.labels) or {})
             except (ApiException, OSError) as error:
                 log.warning("namespace labels not read", namespace=namespace, error=str(error)[:200])

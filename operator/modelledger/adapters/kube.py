@@ -28,6 +28,9 @@ DEPLOYMENTS = "modeldeployments"
 WORKERS = 32
 _EXECUTOR = ThreadPoolExecutor(WORKERS, thread_name_prefix="kube")
 T = TypeVar("T")
+# Every call has a deadline (connect, read): a half-open connection after an apiserver restart must
+# not hang a decision; the caller's back-off takes it from there.
+TIMEOUT = (5.0, 30.0)
 VERSIONS = "modelversions"
 
 
@@ -74,6 +77,7 @@ def write_status(
             _status_patch(old, new, resource_version),
             field_manager=FIELD_MANAGER,
             _content_type=MERGE,
+            _request_timeout=TIMEOUT,
         )
     except ApiException as error:
         if error.status == 409:
@@ -96,6 +100,7 @@ def apply(manifest: dict[str, Any]) -> None:
         field_manager=FIELD_MANAGER,
         force=True,
         _content_type=APPLY,
+        _request_timeout=TIMEOUT,
     )
 
 
@@ -135,4 +140,6 @@ def post_event(ref: ObjectRef, reason: str, message: str, *, warning: bool = Fal
         "count": 1,
     }
     # The client serialises plain dicts as it does its models.
-    kubernetes.client.CoreV1Api(client()).create_namespaced_event(ref.namespace, cast(Any, body))
+    kubernetes.client.CoreV1Api(client()).create_namespaced_event(
+        ref.namespace, cast(Any, body), _request_timeout=TIMEOUT
+    )

@@ -26,6 +26,8 @@ from modelledger.api.modeldeploymentrequest import REASON_LENGTH
 # named without its digest would make neither a rollback nor the audit's pinned pipeline exact.
 PINNED_IMAGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:-]*@sha256:[0-9a-f]{64}$"
 
+USED_BY_SHOWN = 100  # usedBy lists this many names; usedByCount counts them all
+
 IMMUTABLE_MESSAGE = (
     "ModelVersion spec is immutable except revoked and revocationReason: create a new ModelVersion instead"
 )
@@ -230,10 +232,13 @@ class ModelVersionStatus(ApiModel):
     """`Available`, or `Revoked` once `spec.revoked` is true."""
     short_digest: Annotated[str, Field(max_length=12, pattern=r"^[0-9a-f]{0,12}$")] | None = None
     """The first 12 hex digits of the artifact digest, for `kubectl get` (the full digest is in spec)."""
-    used_by: Annotated[list[ObjectName], Field(max_length=1024, json_schema_extra=SET_LIST)] = Field(
+    used_by: Annotated[list[ObjectName], Field(max_length=USED_BY_SHOWN, json_schema_extra=SET_LIST)] = Field(
         default_factory=list
     )
-    """The ModelDeployments (in this namespace) whose history references this version."""
+    """The first (by name) of the ModelDeployments in this namespace whose history references this
+    version; `usedByCount` says how many there are in all."""
+    used_by_count: Annotated[int, Field(ge=0)] | None = None
+    """How many ModelDeployments in this namespace reference this version (any number)."""
     conditions: Annotated[list[Condition], Field(max_length=32, json_schema_extra=CONDITIONS_LIST)] = Field(
         default_factory=list
     )

@@ -70,21 +70,21 @@ def _one(index: kopf.Index[Any, Any], key: Any) -> Any:
     return next(iter(store), None) if store else None
 
 
-# --- wake-ups --------------------------------------------------------------------------------------
+# --- wake-ups (async: they run on the event loop, where asyncio.Event.set is safe) ------------------
 
 
 @kopf.on.event(GROUP, VERSION, "modeldeployments")
-def deployment_changed(namespace: str, name: str, **_: Any) -> None:
+async def deployment_changed(namespace: str, name: str, **_: Any) -> None:
     WAKEUPS.wake(namespace, name)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-def workload_changed(namespace: str, name: str, **_: Any) -> None:
+async def workload_changed(namespace: str, name: str, **_: Any) -> None:
     WAKEUPS.wake(namespace, name)  # the workload has its ModelDeployment's name
 
 
 @kopf.on.event(GROUP, VERSION, "modelversions")
-def version_changed(namespace: str, **_: Any) -> None:
+async def version_changed(namespace: str, **_: Any) -> None:
     WAKEUPS.wake_namespace(namespace)
 
 

@@ -40,7 +40,7 @@ def request_bodies(
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def request_changed(namespace: str, spec: kopf.Spec, **_: Any) -> None:
+async def request_changed(namespace: str, spec: kopf.Spec, **_: Any) -> None:
     WAKEUPS.wake(namespace, str(spec.get("deployment", "")))
 
 

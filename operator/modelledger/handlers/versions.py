@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from modelledger.adapters import audit, kube
 from modelledger.api import Condition, ConditionStatus, ModelVersion, ModelVersionPhase, ModelVersionStatus
 from modelledger.api.common import API_VERSION, GROUP, VERSION
-from modelledger.api.modelversion import short_digest
+from modelledger.api.modelversion import USED_BY_SHOWN, short_digest
 from modelledger.handlers.context import now
 
 log = structlog.get_logger("modelledger.versions")
@@ -33,6 +33,12 @@ def version_users(namespace: str, name: str, status: kopf.Status, **_: Any) -> d
 
 def _users(index: kopf.Index[Any, Any], namespace: str, name: str) -> list[str]:
     return sorted(set(index.get((namespace, name), [])))
+
+
+def named(users: list[str], shown: int = 10) -> str:
+    """`a, b, c and 1097 more`: a bounded list of names for a message."""
+    more = len(users) - shown
+    return ", ".join(users[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def _status_fields(raw: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +78,8 @@ def desired_status(raw: dict[str, Any], users: list[str], blocked: bool) -> dict
         observed_generation=raw["metadata"].get("generation"),
         phase=ModelVersionPhase.REVOKED if revoked else ModelVersionPhase.AVAILABLE,
         short_digest=short_digest(version.spec.artifact.digest),
-        used_by=users,
+        used_by=users[:USED_BY_SHOWN],
+        used_by_count=len(users),
         conditions=sorted(
             [
                 condition(
@@ -85,13 +92,13 @@ def desired_status(raw: dict[str, Any], users: list[str], blocked: bool) -> dict
                     "InUse",
                     bool(users),
                     "ReferencedByHistory" if users else "Unreferenced",
-                    ", ".join(users) or "no deployment history names this version",
+                    named(users) or "no deployment history names this version",
                 ),
                 condition(
                     "DeletionBlocked",
                     blocked,
                     "ReferencedByHistory" if blocked else "NotBlocked",
-                    f"deletion waits until no history names it: {', '.join(users)}" if blocked else "",
+                    f"deletion waits until no history names it: {named(users)}" if blocked else "",
                 ),
             ],
             key=lambda c: c.type,
@@ -164,7 +171,7 @@ async def guard_deletion(
     if not users:
         audit.record_version_event("VersionDeleted", namespace, name, f"{name} deleted: no history names it")
         return
-    message = f"deletion of {name} blocked: the history of {', '.join(users)} names it"
+    message = f"deletion of {name} blocked: the history of {named(users)} names it"
     await _sync_status(dict(body), users, blocked=True)
     ref = kube.ObjectRef(API_VERSION, "ModelVersion", namespace, name, body.metadata.get("uid", ""))
     try:
