@@ -1,5 +1,6 @@
-"""`modelledger audit verify [MDEP] [--file PATH] [--report FILE]`: recompute the hash chains, check every
-signature, and name the first entry that was altered, removed, reordered or not signed by the operator.
+"""`modelledger audit verify [MDEP | -A] [--file PATH] [--report FILE]`: recompute the hash chains, check
+every signature, and name the first entry that was altered, removed, reordered or not signed by the
+operator.
 
 - a deployment's status history (chain, signatures, stable marks, pruning watermark, the status seal);
 - the audit JSONL file (chain and signatures), and each history against the entries the file recorded;
@@ -37,11 +38,13 @@ from modelledger.cli.common import (
     EXIT_UNSIGNED,
     Cluster,
     add_cluster_args,
+    all_namespaces,
     api_error,
     console,
     errors,
     fail,
     list_objects,
+    one_namespace,
     parse_deployment,
     table,
 )
@@ -182,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.public_keys:
             fail("--report needs the operator's public key: --public-key FILE (repeatable)")
         return run_report(args.report, read_public_keys(args.public_keys))
+    if args.deployment is not None:
+        one_namespace(args, "a ModelDeployment")
     given = read_public_keys(args.public_keys)
     needs_cluster = args.deployment is not None or args.file is None or not args.public_keys
     cluster = Cluster(args) if needs_cluster else None
@@ -202,15 +207,18 @@ def run(args: argparse.Namespace) -> int:
         _verify_log(args.file, lines, args.anchor, keyring, outcome)
         records = [(n, r) for n, r, _ in audit_chain.parse_lines(lines) if r is not None]
     if cluster is not None and (args.deployment is not None or args.file is None):
+        every = all_namespaces(args)
         raw = (
             [cluster.get_deployment(args.deployment)]
             if args.deployment
-            else list_objects(cluster, "modeldeployments")
+            else list_objects(cluster, "modeldeployments", every_namespace=every)
         )
         for item in raw:
-            _verify_deployment(cluster.namespace, item, keyring, records if args.file else None, outcome)
+            namespace = (item.get("metadata") or {}).get("namespace") or cluster.namespace
+            _verify_deployment(namespace, item, keyring, records if args.file else None, outcome)
         if not raw:
-            outcome.rows.add_row(f"namespace {cluster.namespace}", "-", "no ModelDeployment")
+            where = "any namespace" if every else f"namespace {cluster.namespace}"
+            outcome.rows.add_row(where, "-", "no ModelDeployment")
     return outcome.finish()
 
 

@@ -22,7 +22,17 @@ from modelledger.api import (
     RequestPhase,
 )
 from modelledger.api.common import GROUP, VERSION
-from modelledger.cli.common import EXIT_FAILED, Cluster, add_cluster_args, api_error, console, fail
+from modelledger.cli.common import (
+    EXIT_FAILED,
+    Cluster,
+    add_cluster_args,
+    api_error,
+    console,
+    duration_seconds,
+    fail,
+    format_seconds,
+    one_namespace,
+)
 
 PLURAL = "modeldeploymentrequests"
 
@@ -57,9 +67,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     for parser in (rollback, mark, retry, approve):
         parser.add_argument(
             "--timeout",
-            type=float,
+            type=duration_seconds,
             default=60.0,
-            help="seconds to wait for the operator's answer (0: do not wait)",
+            metavar="DURATION",
+            help="how long to wait for the operator's answer: 30s, 2m, or seconds (default: 1m; 0: do "
+            "not wait)",
         )
         add_cluster_args(parser)
 
@@ -91,6 +103,7 @@ def _spec(cluster: Cluster, args: argparse.Namespace, action: RequestAction) -> 
 
 
 def submit(args: argparse.Namespace, action: RequestAction) -> int:
+    one_namespace(args, "a request")
     cluster = Cluster(args)
     try:
         spec = _spec(cluster, args, action)
@@ -138,7 +151,7 @@ def wait(cluster: Cluster, name: str, timeout: float) -> int:
             break
         time.sleep(0.5)
     fail(
-        f"no decision on {name} within {timeout:g} s (is the operator running? does it wait for "
+        f"no decision on {name} within {format_seconds(timeout)} (is the operator running? does it wait for "
         "approvals?); the request stays pending",
         EXIT_FAILED,
     )
