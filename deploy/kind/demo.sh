@@ -24,9 +24,10 @@ kubectl "${kctx[@]}" create namespace "$ns" --dry-run=client -o yaml | kubectl "
 helm --kube-context "kind-$cluster" upgrade --install modelledger charts/modelledger \
   -n modelledger-system --create-namespace \
   --set image.repository=modelledger --set image.tag=dev --set image.pullPolicy=Never \
-  --set "watchNamespaces={$ns}" --set replicaCount=2 --set peering.enabled=true \
+  --set "watchNamespaces={$ns}" --set replicaCount=2 \
   --wait --timeout 3m
 kubectl "${kctx[@]}" -n modelledger-system get pods -o wide
+kubectl "${kctx[@]}" -n modelledger-system get lease modelledger -o wide  # the leader: holderIdentity
 
 # The examples' serving image is fictional; kind nodes already hold pause (their sandbox image).
 serving() {

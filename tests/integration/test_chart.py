@@ -44,7 +44,7 @@ from tests.scenario import (
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "modelledger"
 RELEASE = "modelledger"
-PEERING = "modelledger-test"
+PEERING = "modelledger-test"  # Kopf peering: only with leaderElection.enabled=false (the legacy HA)
 
 
 def helm(plane: ClusterAccess, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -68,8 +68,7 @@ def set_args(values: dict[str, str]) -> list[str]:
 VALUE_SETS = {
     "defaults": {},
     "ha-namespaced": {
-        "replicaCount": "2",
-        "peering.enabled": "true",
+        "replicaCount": "2",  # the Lease elects the leader: no peering needed
         "prometheus.url": "https://prometheus.monitoring:9090",
         "prometheus.bearerToken.secretName": "prometheus-token",
         "prometheus.ca.configMapName": "prometheus-ca",
@@ -80,7 +79,13 @@ VALUE_SETS = {
         "rbac.groupBindings[0].role": "release-manager",
         "rbac.groupBindings[0].group": "oidc:ml-release-managers",
     },
-    "ha-clusterwide": {"replicaCount": "3", "peering.enabled": "true", "rbac.userRoles.create": "false"},
+    "ha-clusterwide": {"replicaCount": "3", "rbac.userRoles.create": "false"},
+    "ha-kopf-peering": {
+        "replicaCount": "2",
+        "leaderElection.enabled": "false",
+        "peering.enabled": "true",
+        "rbac.userRoles.create": "false",
+    },
 }
 
 
@@ -136,7 +141,7 @@ def test_the_deployment_is_locked_down() -> None:
     assert container["resources"]["requests"]
     assert container["resources"]["limits"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
     rules = [
         rule
@@ -174,6 +179,46 @@ def test_monitoring_objects_only_where_the_prometheus_operator_is() -> None:
     assert json.loads(dashboard["data"]["modelledger.json"])["uid"] == "modelledger-overview"
 
 
+def test_high_availability_uses_the_lease_a_budget_and_the_right_strategy() -> None:
+    single = {d["kind"]: d for d in render()}
+    assert single["Deployment"]["spec"]["strategy"] == {"type": "Recreate"}, "never two at once"
+    assert "PodDisruptionBudget" not in single
+    args = single["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--leader-elect" in args
+    assert "--leader-elect-resource-name=modelledger" in args
+    assert not any(arg.startswith("--peering") for arg in args)
+    env = single["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in env
+
+    docs = render("--set", "replicaCount=2", "--set", "peering.enabled=true")  # the Lease wins
+    by_kind = {d["kind"]: d for d in docs}
+    assert by_kind["Deployment"]["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert by_kind["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
+    assert not {"KopfPeering", "ClusterKopfPeering"} & set(by_kind)
+    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("leader-election"))
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["modelledger"],
+            "verbs": ["get", "update"],
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]
+
+    legacy = render(
+        "--set", "replicaCount=2", "--set", "peering.enabled=true", "--set", "leaderElection.enabled=false"
+    )
+    kinds = {d["kind"] for d in legacy}
+    assert "ClusterKopfPeering" in kinds
+    assert not any(d["kind"] == "Role" and d["metadata"]["name"].endswith("leader-election") for d in legacy)
+    args = next(d for d in legacy if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0][
+        "args"
+    ]
+    assert "--no-leader-elect" in args
+    assert "--peering=modelledger" in args
+
+
 # --- bad values --------------------------------------------------------------------------------------
 
 BAD_VALUES = {
@@ -182,7 +227,15 @@ BAD_VALUES = {
     "unknown-nested-key": ({"prometheus.token": "abc"}, "additional properties 'token' not allowed"),
     "bad-enum": ({"logLevel": "LOUD"}, "logLevel"),
     "glob-namespace": ({"watchNamespaces[0]": "ml-*"}, "watchNamespaces"),
-    "ha-without-peering": ({"replicaCount": "2"}, "replicaCount > 1 needs peering.enabled=true"),
+    "ha-without-election": (
+        {"replicaCount": "2", "leaderElection.enabled": "false"},
+        "replicaCount > 1 needs leaderElection.enabled=true (or peering.enabled=true)",
+    ),
+    "lease-shorter-than-deadline": (
+        {"leaderElection.leaseDurationSeconds": "10"},
+        "leaseDurationSeconds must be longer than renewDeadlineSeconds",
+    ),
+    "lease-name": ({"leaderElection.leaseName": "Not_A_Name"}, "leaderElection"),
 }
 
 
@@ -213,8 +266,6 @@ def release(
     operator_ns = f"modelledger-{uuid.uuid4().hex[:6]}"
     values = {
         "replicaCount": "0",
-        "peering.enabled": "true",
-        "peering.name": PEERING,
         "watchNamespaces[0]": namespace,
         "prometheus.url": prometheus.url,
         "rbac.groupBindings[0].role": "viewer",
@@ -239,7 +290,8 @@ def release(
 
 
 class SandboxedOperator:
-    """`modelledger run` as the chart's pod would run it (namespaced, peering), with a token kubeconfig."""
+    """`modelledger run` as the chart's pod would run it (namespaced, leader election on a Lease in
+    `--operator-namespace`), with a token kubeconfig."""
 
     def __init__(
         self,
@@ -257,7 +309,6 @@ class SandboxedOperator:
             "modelledger.cli.main",
             "run",
             f"--namespace={namespace}",
-            f"--peering={PEERING}",
             f"--liveness=http://127.0.0.1:{liveness}/healthz",
             f"--metrics-address=127.0.0.1:{free_port()}",
             f"--prometheus-url={prometheus_url}",
@@ -317,6 +368,13 @@ def test_roles_separate_rollback_requests_and_keep_secrets_out_of_reach(
     assert can_i(plane, release, "create", "secrets", operator)
     assert can_i(plane, release, "patch", "configmap/modelledger-audit-keys", operator)
     assert not can_i(plane, release, "patch", "configmap/some-other-config", operator)
+    # Leader election: its one Lease in the release namespace.
+    assert can_i(plane, release, "get", "leases.coordination.k8s.io/modelledger", operator)
+    assert can_i(plane, release, "update", "leases.coordination.k8s.io/modelledger", operator)
+    assert can_i(plane, release, "create", "leases.coordination.k8s.io", operator)
+    assert not can_i(plane, release, "update", "leases.coordination.k8s.io/other", operator)
+    assert not can_i(plane, release, "delete", "leases.coordination.k8s.io/modelledger", operator)
+    assert not can_i(plane, namespace, "create", "leases.coordination.k8s.io", operator)
     for ns in (namespace, "default"):
         assert not can_i(plane, ns, "get", "secret/modelledger-audit-signing-key", operator), ns
         assert not can_i(plane, ns, "create", "secrets", operator), ns
@@ -411,8 +469,9 @@ def test_the_charts_rbac_is_enough_for_an_automatic_rollback(
     finally:
         operator.stop()
     assert operator.forbidden() == [], "the chart's ClusterRole misses a permission"
-    peers = json.loads(plane.kubectl("get", "kopfpeering", PEERING, "-n", namespace, "-o", "json").stdout)
-    assert "status" in peers, "the operator never announced itself in the KopfPeering"
+    lease = json.loads(plane.kubectl("get", "lease", RELEASE, "-n", release, "-o", "json").stdout)
+    assert lease["spec"]["leaseTransitions"] == 0, "the operator elected itself with the chart's rights"
+    assert "holderIdentity" not in lease["spec"], "and released the Lease when it stopped"
 
 
 def _deploy_breach_rollback(plane: ClusterAccess, namespace: str, errors: Any) -> None:

@@ -179,7 +179,9 @@ def test_report_of_a_scripted_scenario_with_html_and_the_kubectl_plugin(
         assert (served["known"], served["revision"]) == (True, expected), at
 
     html = tmp_path / "report.html"
-    written = cli(plane, "report", "-n", namespace, "--format", "html", "--output-file", str(html), "--audit-log", log)
+    written = cli(
+        plane, "report", "-n", namespace, "--format", "html", "--output-file", str(html), "--audit-log", log
+    )
     assert written.returncode == 0, written.stderr
     screenshot_shows_the_timeline(html, tmp_path)
     markdown = cli(plane, "report", "fraud-detector", "-n", namespace, "--format", "markdown")

@@ -36,10 +36,22 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
+{{/* "true" when Kopf peering elects the active replica (only without the Lease), else empty. */}}
+{{- define "modelledger.peering" -}}
+{{- if and .Values.peering.enabled (not .Values.leaderElection.enabled) -}}true{{- end -}}
+{{- end -}}
+
 {{/* Fail early on combinations the schema cannot express. */}}
 {{- define "modelledger.validate" -}}
-{{- if and (gt (int .Values.replicaCount) 1) (not .Values.peering.enabled) -}}
-{{- fail "replicaCount > 1 needs peering.enabled=true: Kopf peering makes exactly one replica active" -}}
+{{- $le := .Values.leaderElection -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not $le.enabled) (not .Values.peering.enabled) -}}
+{{- fail "replicaCount > 1 needs leaderElection.enabled=true (or peering.enabled=true): exactly one replica may act" -}}
+{{- end -}}
+{{- if and $le.enabled (not (gt (int $le.leaseDurationSeconds) (int $le.renewDeadlineSeconds))) -}}
+{{- fail "leaderElection: leaseDurationSeconds must be longer than renewDeadlineSeconds" -}}
+{{- end -}}
+{{- if and $le.enabled (not (gt (mulf $le.renewDeadlineSeconds 1.0) (mulf $le.retryPeriodSeconds 1.2))) -}}
+{{- fail "leaderElection: renewDeadlineSeconds must be longer than 1.2 x retryPeriodSeconds" -}}
 {{- end -}}
 {{- if and .Values.prometheus.ca.configMapName .Values.prometheus.ca.secretName -}}
 {{- fail "prometheus.ca: set configMapName or secretName, not both" -}}

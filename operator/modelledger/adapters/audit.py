@@ -4,7 +4,8 @@
 The record schema and the chain are in `core/audit_chain.py`; this module only stamps the time, keeps
 the chain's tip, signs with the operator's key (`use_key`, at start) and writes. The file is
 append-only and every line is flushed and fsynced before the next decision; a restarted operator
-continues the chain from the file's last line.
+continues the chain from the file's last line, and so does a standby that takes the lease over
+(`reopen`): replicas may share the file, since only the leader writes.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class AuditTrail:
         self.tip = ChainTip()
         self.key = key
         self._lock = threading.Lock()
+        self._opened = False  # the tip was read from `path` (see `use_file`)
 
     def use_key(self, key: SigningKey | None) -> None:
         """Sign every record from now on with `key` (None: records go unsigned)."""
@@ -80,19 +82,42 @@ class AuditTrail:
             log.info("audit records signed", key_id=key.key_id)
 
     def write_to(self, path: Path) -> None:
+        """Append to `path` from now on, continuing the chain it holds."""
+        self.use_file(path)
+        self.reopen()
+
+    def use_file(self, path: Path) -> None:
+        """Append to `path`, but read its tip only when the first record is due (or at `reopen`): a
+        standby names the file it shares with the leader without touching it."""
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             self.path = path
-            if _ends_torn(path):
-                # A crash mid-write: the next record starts on a line of its own, and
-                # `audit verify` reports the torn one.
-                with path.open("ab") as out:
-                    out.write(b"\n")
-            self.tip = audit_chain.tip_of(last_complete_line(path))
+            self._opened = False
+
+    def reopen(self) -> None:
+        """Re-read the chain's tip from the file: another process (the previous leader) may have
+        appended since this one last wrote. Called when this process takes the lease over, before
+        its first decision; a no-op without a file."""
+        with self._lock:
+            path = self.path
+            if path is None:
+                return
+            self._open(path)
         log.info("audit log opened", path=str(path), seq=self.tip.seq, prev_hash=self.tip.hash)
+
+    def _open(self, path: Path) -> None:
+        if _ends_torn(path):
+            # A crash mid-write: the next record starts on a line of its own, and
+            # `audit verify` reports the torn one.
+            with path.open("ab") as out:
+                out.write(b"\n")
+        self.tip = audit_chain.tip_of(last_complete_line(path))
+        self._opened = True
 
     def emit(self, fields: Mapping[str, Any], *, warning: bool = False) -> dict[str, Any]:
         with self._lock:
+            if self.path is not None and not self._opened:
+                self._open(self.path)
             record = audit_chain.seal(
                 {"ts": datetime.now(UTC).isoformat(), **fields},
                 prev_hash=self.tip.hash,

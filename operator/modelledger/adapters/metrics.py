@@ -73,9 +73,27 @@ class OperatorMetrics:
             (*deployment, "version", "revision", "stable"),
             registry=self.registry,
         )
+        self.leader = Gauge(
+            "modelledger_leader",
+            "1 while this process holds the leader lease and decides, 0 while it stands by.",
+            registry=self.registry,
+        )
+        self.last_evaluation = Gauge(
+            "modelledger_last_evaluation_timestamp_seconds",
+            "When a deployment loop of this process last finished a pass (rules evaluated when due); "
+            "advances every interval while leading. Alert when it stalls on the leader.",
+            registry=self.registry,
+        )
         self._lock = threading.Lock()
         self._serving: dict[tuple[str, str], tuple[str, str, str]] = {}
         self._rules: dict[tuple[str, str], set[str]] = {}
+
+    def set_leader(self, leading: bool) -> None:
+        self.leader.set(1 if leading else 0)
+
+    def record_pass(self, at: float) -> None:
+        """A deployment loop finished a pass at `at` (seconds since the epoch)."""
+        self.last_evaluation.set(at)
 
     def record_rollback(self, namespace: str, deployment: str, cause: str) -> None:
         self.rollbacks.labels(namespace, deployment, str(cause)).inc()

@@ -1,4 +1,9 @@
-"""`modelledger run`: the operator (Kopf), with its liveness endpoint and /metrics."""
+"""`modelledger run`: the operator (Kopf), with leader election, health endpoints and /metrics.
+
+With `--leader-elect` (the default) every replica runs Kopf standalone and watches; the one holding the
+Lease `--leader-elect-resource-name` in `--operator-namespace` decides and writes, the others stand by
+and take over when it stops renewing (or at once when it releases the lease on a graceful stop).
+"""
 
 from __future__ import annotations
 
@@ -34,14 +39,58 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="watch every namespace (the default when no --namespace is given)",
     )
     parser.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=_env_flag("MODELLEDGER_LEADER_ELECT") is not False,
+        help="elect one active replica on a coordination.k8s.io Lease in --operator-namespace; the "
+        "others stand by with warm caches (default: on; env MODELLEDGER_LEADER_ELECT)",
+    )
+    parser.add_argument(
+        "--leader-elect-resource-name",
+        default=os.environ.get("MODELLEDGER_LEADER_ELECT_LEASE", "modelledger"),
+        metavar="NAME",
+        help="the Lease's name (default: %(default)s; env MODELLEDGER_LEADER_ELECT_LEASE)",
+    )
+    parser.add_argument(
+        "--leader-elect-lease-duration",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="how long a standby waits for a silent leader before taking over (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--leader-elect-renew-deadline",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long the leader keeps acting without a successful renewal (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--leader-elect-retry-period",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often the lease is renewed or tried (default: %(default)s)",
+    )
+    parser.add_argument(
         "--peering",
         metavar="NAME",
-        help="Kopf peering name for HA (several replicas, one active); standalone without it",
+        help="Kopf peering name, only with --no-leader-elect (several replicas, the highest priority "
+        "active; equal priorities pause all); ignored with the lease, where Kopf runs standalone",
     )
     parser.add_argument(
         "--liveness",
         default="http://0.0.0.0:8080/healthz",
-        help="Kopf's liveness endpoint (default: %(default)s)",
+        help="liveness endpoint (default: %(default)s): fails while leading if a deployment loop made no "
+        "progress for --stall-timeout; /readyz on the same port answers once the process serves",
+    )
+    parser.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="a deployment loop without progress for max(this, 3 x its interval) fails liveness "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--metrics-address",
@@ -107,11 +156,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from modelledger import logs
-    from modelledger.adapters import audit, keys, kube, prometheus
+    from modelledger.adapters import audit, keys, kube, lease, prometheus
     from modelledger.cli.common import fail
+    from modelledger.core.leadership import LeaseTiming
     from modelledger.core.promql import Tenancy
     from modelledger.handlers import operator as handlers
     from modelledger.handlers.context import OperatorConfig
+    from modelledger.handlers.leadership import Gate
 
     logs.configure(args.log_level)
     log = structlog.get_logger("modelledger.run")
@@ -136,8 +187,35 @@ def run(args: argparse.Namespace) -> int:
     else:
         log.info("audit signing key loaded", key_id=setup.key.key_id, namespace=args.operator_namespace)
     audit.TRAIL.use_key(setup.key)
+    election = None
+    if args.leader_elect:
+        try:
+            timing = LeaseTiming(
+                args.leader_elect_lease_duration,
+                args.leader_elect_renew_deadline,
+                args.leader_elect_retry_period,
+            )
+        except ValueError as error:
+            fail(escape(f"--leader-elect-*: {error}"))
+        election = lease.election(
+            kube.client(), args.operator_namespace, args.leader_elect_resource_name, timing
+        )
+
+        def started() -> None:
+            # Before the gate opens: continue the chain where the previous leader left the shared file.
+            audit.TRAIL.reopen()
+            handlers.METRICS.set_leader(True)
+
+        election.on_started = started
+        election.on_stopped = lambda: handlers.METRICS.set_leader(False)
+        if args.peering:
+            log.warning("--peering ignored: the lease elects the leader and Kopf runs standalone")
+    handlers.METRICS.set_leader(election is None)
     if args.audit_log:
-        audit.write_to(args.audit_log)
+        if election is None:
+            audit.write_to(args.audit_log)
+        else:
+            audit.TRAIL.use_file(args.audit_log)  # the tip is read on taking the lease
     config = OperatorConfig(
         prometheus_url=args.prometheus_url,
         prometheus_timeout=args.prometheus_timeout,
@@ -149,6 +227,9 @@ def run(args: argparse.Namespace) -> int:
         signing_key=setup.key,
         keyring=setup.keyring,
         adopt_unsigned=args.adopt_unsigned_history,
+        gate=Gate(election),
+        stall_floor=args.stall_timeout,
+        health_endpoint=args.liveness or None,
     )
     log.info(
         "prometheus",
@@ -159,12 +240,19 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_address:
         host, _, port = args.metrics_address.rpartition(":")
         handlers.serve_metrics(host or "0.0.0.0", int(port))
-    kopf.run(
-        clusterwide=not args.namespace,
-        namespaces=args.namespace,
-        standalone=args.peering is None,
-        peering_name=args.peering,
-        liveness_endpoint=args.liveness or None,
-        memo=kopf.Memo(config=config),
-    )
+    peering = args.peering if election is None else None
+    if election is not None:
+        election.start()
+    try:
+        kopf.run(
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            standalone=peering is None,
+            peering_name=peering,
+            liveness_endpoint=None,  # served by handlers/leadership.py: it knows the loops' progress
+            memo=kopf.Memo(config=config),
+        )
+    finally:
+        if election is not None:
+            election.stop(release=True)  # the loops have stopped: a standby may take over at once
     return 0

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING
 
 from modelledger.adapters import kube
 from modelledger.adapters.admission import GuardCheck
+from modelledger.core.health import DEFAULT_FLOOR, Progress
 from modelledger.core.promql import Tenancy
 from modelledger.core.signing import Keyring, SigningKey
+from modelledger.handlers.leadership import Gate
 
 if TYPE_CHECKING:
     from modelledger.adapters.prometheus import PrometheusSource
@@ -36,6 +38,10 @@ class OperatorConfig:
     keyring: Keyring = field(default_factory=Keyring)  # every published public key, current and retired
     adopt_unsigned: bool = False  # --adopt-unsigned-history: take pre-signing histories as they are
     guards: GuardCheck = field(default_factory=lambda: GuardCheck(kube.client))  # identity guards in force?
+    gate: Gate = field(default_factory=Gate)  # leads (decides and writes) now? Always, without an election
+    progress: Progress = field(default_factory=Progress)  # the deployment loops' progress, for liveness
+    stall_floor: float = DEFAULT_FLOOR  # a loop is stalled after max(this, 3 x its interval) without progress
+    health_endpoint: str | None = None  # --liveness: /healthz there, /readyz beside it
 
 
 @dataclass

@@ -3,6 +3,10 @@
 Every entry point funnels into `reconcile_once`: the loop runs it on start (create or operator resume),
 whenever a watch event wakes it (spec, status, its Deployment, a ModelVersion), and every `interval`
 to evaluate the rules and bake time. One loop per object means no two decisions race on it.
+
+Only the leader decides (`config.gate`, handlers/leadership.py): a standby's loops wait for the lease
+with warm indices, and a pass that loses the lease midway writes nothing more. Each pass reports its
+progress for liveness.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +26,10 @@ from pydantic import ValidationError
 from modelledger.adapters import audit, kube
 from modelledger.api import ModelDeploymentSpec, ModelDeploymentStatus, ModelVersion, RevisionCause
 from modelledger.api.common import API_VERSION, GROUP, VERSION
+from modelledger.api.duration import parse_duration
 from modelledger.core import actors, history, trust
 from modelledger.core.decision import Plan, Situation
+from modelledger.core.health import stall_bound
 from modelledger.core.reconcile import reconcile, reject_spec
 from modelledger.core.workload import ANNOTATION_HASH, MANAGED_BY, Owner, WorkloadState, manifests
 from modelledger.handlers import requests as request_handlers
@@ -107,9 +114,16 @@ async def deployment_loop(
     wake = WAKEUPS.register(namespace, name)
     config: OperatorConfig = memo["config"]
     rules = rule_loop.RuleRunner(config)
+    key = (namespace, name)
     try:
         while not stopped:
+            if not config.gate.leading():
+                config.progress.pause(key)  # a standby is not expected to move
+                await config.gate.until_leading(stopped)
+                continue
             wake.clear()
+            bound = stall_bound(_interval(body), config.stall_floor)
+            config.progress.begin(key, time.monotonic(), bound)
             delay = await reconcile_once(
                 namespace,
                 name,
@@ -118,12 +132,24 @@ async def deployment_loop(
                 rules,
                 Indices(version_bodies, workload_bodies, service_hashes, request_bodies),
             )
+            config.progress.end(key, time.monotonic(), delay, bound)
+            rule_loop.METRICS.record_pass(time.time())
             waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait())]
             await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
     finally:
         WAKEUPS.forget(namespace, name)
+        config.progress.forget(key)
+
+
+def _interval(body: Mapping[str, Any]) -> float:
+    """spec.rollback.interval in seconds (the default when unset or unreadable): sizes the stall bound."""
+    try:
+        text = (body.get("spec") or {}).get("rollback", {}).get("interval")
+        return parse_duration(str(text)).total_seconds() if text else 15.0
+    except (ValueError, AttributeError):
+        return 15.0
 
 
 def _versions(namespace: str, names: set[str], index: kopf.Index[Any, Any]) -> dict[str, ModelVersion]:
@@ -165,6 +191,7 @@ async def reconcile_once(
     indices: Indices,
 ) -> float:
     """Decide and apply once; returns how long to wait before the next unprompted run."""
+    await _stall_point(name)
     raw = dict(body)  # a snapshot: the live body changes under us as watch events arrive
     meta = raw.get("metadata", {})
     old_status = _our_status(raw.get("status") or {})
@@ -181,7 +208,7 @@ async def reconcile_once(
         spec = ModelDeploymentSpec.model_validate(raw.get("spec") or {})
     except ValidationError as error:
         plan = reject_spec(status, error, at, meta.get("generation", 0))
-        if await _write_and_report(namespace, name, raw, old_status, plan):
+        if await _write_and_report(namespace, name, raw, old_status, plan, config):
             post_events(_ref(namespace, name, raw), plan)
         return 60.0
 
@@ -223,9 +250,13 @@ async def reconcile_once(
         return 60.0
     if plan.sealable and config.signing_key is not None:
         plan.status = trust.sign(plan.status, status, config.signing_key, subject, adopt=plan.adopted)
-    if not await _write_and_report(namespace, name, raw, old_status, plan):
+    if not await _write_and_report(namespace, name, raw, old_status, plan, config):
         return RETRY_AFTER_CONFLICT
     _crash_point("after-status-write", plan)
+    if not config.gate.leading():
+        # The lease ran out during the write: the decision is recorded; the next leader applies it.
+        log.warning("leadership lost after the status write", namespace=namespace, deployment=name)
+        return RETRY_AFTER_CONFLICT
     await request_handlers.answer(namespace, request_raw, plan.outcomes, at)
     if plan.hold is None:
         await _apply_workload(
@@ -244,16 +275,25 @@ async def reconcile_once(
 
 
 async def _write_and_report(
-    namespace: str, name: str, raw: dict[str, Any], old_status: dict[str, Any], plan: Plan
+    namespace: str,
+    name: str,
+    raw: dict[str, Any],
+    old_status: dict[str, Any],
+    plan: Plan,
+    config: OperatorConfig,
 ) -> bool:
     """Write the plan's status (if it changed) under the read resourceVersion, then record its decisions.
 
     The audit records are written here, before anything else happens; the Events follow later
-    (`post_events`), off the path that applies the workload.
+    (`post_events`), off the path that applies the workload. Nothing is written unless this process
+    leads at this instant.
     """
     new_status = plan.status.to_wire()
     if new_status == old_status:
         return True
+    if not config.gate.leading():
+        log.info("not leading: decision dropped", namespace=namespace, deployment=name)
+        return False
     try:
         await kube.call(
             kube.write_status,
@@ -328,6 +368,15 @@ async def _apply_workload(
         )
     if service_hash != service["metadata"]["annotations"][ANNOTATION_HASH]:
         await kube.call(kube.apply, service)
+
+
+async def _stall_point(name: str) -> None:
+    """Test-only: MODELLEDGER_TEST_STALL=<deployment>|* hangs the pass of that loop, as a call without
+    a timeout would; liveness must notice."""
+    wanted = os.environ.get("MODELLEDGER_TEST_STALL", "")
+    if wanted and wanted in ("*", name):
+        log.warning("test stall point reached: this pass hangs", deployment=name)
+        await asyncio.Event().wait()
 
 
 def _crash_point(point: str, plan: Plan) -> None:

@@ -2,11 +2,15 @@
 
 A ModelVersion named in any ModelDeployment's history is evidence of what served: Kopf's finalizer keeps
 it until no history references it. The blocked deletion is explained by a condition and an Event.
+
+Only the leader writes (status, Events, audit records): a standby defers status syncs to its takeover
+and holds a deletion until it leads or the leader has let the object go.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 import kopf
@@ -17,7 +21,9 @@ from modelledger.adapters import audit, kube
 from modelledger.api import Condition, ConditionStatus, ModelVersion, ModelVersionPhase, ModelVersionStatus
 from modelledger.api.common import API_VERSION, GROUP, VERSION
 from modelledger.api.modelversion import USED_BY_SHOWN, short_digest
-from modelledger.handlers.context import now
+from modelledger.handlers.context import OperatorConfig, now
+from modelledger.handlers.leadership import Gate
+from modelledger.handlers.startup import FINALIZER
 
 log = structlog.get_logger("modelledger.versions")
 BLOCKED_RETRY = 5.0
@@ -126,11 +132,51 @@ async def _sync_status(raw: dict[str, Any], users: list[str], blocked: bool = Fa
         )
 
 
+def _gate(memo: kopf.Memo) -> Gate:
+    config: OperatorConfig = memo["config"]
+    return config.gate
+
+
+async def _catch_up(
+    namespace: str, name: str, users: kopf.Index[Any, Any], bodies: kopf.Index[Any, Any]
+) -> None:
+    """After a takeover: the status of a version whose sync a standby skipped, from the live indices."""
+    raw = next(iter(bodies.get((namespace, name), [])), None)
+    if raw is None:
+        return
+    try:
+        await _sync_status(
+            dict(raw),
+            _users(users, namespace, name),
+            blocked=raw.get("metadata", {}).get("deletionTimestamp") is not None,
+        )
+    except kube.ApiException as error:  # the next event syncs it
+        log.warning("version status not caught up", namespace=namespace, version=name, error=str(error))
+
+
+def _defer(
+    gate: Gate, namespace: str, name: str, users: kopf.Index[Any, Any], bodies: kopf.Index[Any, Any]
+) -> None:
+    catch_up = functools.partial(_catch_up, namespace, name, users, bodies)
+    gate.defer(("ModelVersion", namespace, name), catch_up)
+
+
 @kopf.on.event(GROUP, VERSION, "modelversions")
 async def version_event(
-    type: str, body: kopf.Body, namespace: str, name: str, version_users: kopf.Index[Any, Any], **_: Any
+    type: str,
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    version_users: kopf.Index[Any, Any],
+    version_bodies: kopf.Index[Any, Any],
+    memo: kopf.Memo,
+    **_: Any,
 ) -> None:
     if type == "DELETED":
+        return
+    gate = _gate(memo)
+    if not gate.leading():
+        _defer(gate, namespace, name, version_users, version_bodies)
         return
     await _sync_status(
         dict(body),
@@ -153,7 +199,11 @@ async def deployment_event(
     remembered: dict[str, set[str]] = memo.setdefault("versions_by_namespace", {})
     previously = remembered.get(namespace, set())
     remembered[namespace] = previously | {n for n in names if n}
+    gate = _gate(memo)
     for version_name in sorted(previously | names - {None}):
+        if not gate.leading():
+            _defer(gate, namespace, version_name, version_users, version_bodies)
+            continue
         raw = next(iter(version_bodies.get((namespace, version_name), [])), None)
         if raw is not None:
             await _sync_status(
@@ -165,8 +215,22 @@ async def deployment_event(
 
 @kopf.on.delete(GROUP, VERSION, "modelversions", backoff=BLOCKED_RETRY)
 async def guard_deletion(
-    namespace: str, name: str, body: kopf.Body, version_users: kopf.Index[Any, Any], **_: Any
+    namespace: str,
+    name: str,
+    body: kopf.Body,
+    version_users: kopf.Index[Any, Any],
+    version_bodies: kopf.Index[Any, Any],
+    memo: kopf.Memo,
+    **_: Any,
 ) -> None:
+    gate = _gate(memo)
+    while not gate.leading():
+        # A standby neither records nor lets go: it waits until it leads, or until the leader has
+        # decided (the object is gone, or our finalizer is off it).
+        raw = next(iter(version_bodies.get((namespace, name), [])), None)
+        if raw is None or FINALIZER not in (raw.get("metadata", {}).get("finalizers") or []):
+            return
+        await gate.until_leading(timeout=BLOCKED_RETRY)
     users = _users(version_users, namespace, name)
     if not users:
         audit.record_version_event("VersionDeleted", namespace, name, f"{name} deleted: no history names it")
