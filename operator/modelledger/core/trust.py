@@ -16,7 +16,7 @@ status anyone else wrote, or edited, does not verify, so it is never taken as th
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -261,7 +261,3 @@ def pipeline_mismatch(entry: HistoryEntry, version: ModelVersion, uid: str) -> s
         if want != have:
             return f"ModelVersion {entry.version}'s {field} differs from revision {entry.revision}'s pin"
     return None
-
-
-def uids(versions: Mapping[str, ModelVersion]) -> dict[str, str]:
-    return {name: str(version.metadata.get("uid", "")) for name, version in versions.items()}
