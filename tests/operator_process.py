@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -21,7 +22,8 @@ from tests.helpers import eventually
 def lease_name(namespace: str) -> str:
     """Each test's operators elect their leader on a Lease of their own (in the default operator
     namespace), so a test that kills its leader never makes the next test wait for the lease."""
-    return f"modelledger-{namespace}"
+    # A namespace may be a glob (`tenants-*`): a Lease name must be a DNS subdomain.
+    return f"modelledger-{hashlib.sha256(namespace.encode()).hexdigest()[:16]}"
 
 
 class OperatorProcess:

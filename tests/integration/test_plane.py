@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import kopf
 import kubernetes
 import pytest
 from kopf.testing import KopfRunner
@@ -211,9 +212,17 @@ def test_kopf_handler_patches_status(
         observed_size: int | None = obj.get("status", {}).get("observedSize")
         return observed_size
 
-    with KopfRunner(["run", "--standalone", "--namespace", namespace, str(operator)], timeout=60) as runner:
-        objects.create_namespaced_custom_object(namespace=namespace, body=body, **widget_crd)
-        assert eventually(observed, 30, "Kopf patched the status") == 42
+    # A registry of its own: tests that import modelledger's handlers have registered them globally.
+    previous = kopf.get_default_registry()
+    kopf.set_default_registry(kopf.OperatorRegistry())
+    try:
+        with KopfRunner(
+            ["run", "--standalone", "--namespace", namespace, str(operator)], timeout=60
+        ) as runner:
+            objects.create_namespaced_custom_object(namespace=namespace, body=body, **widget_crd)
+            assert eventually(observed, 30, "Kopf patched the status") == 42
+    finally:
+        kopf.set_default_registry(previous)
     assert runner.exit_code == 0, runner.output
     assert runner.exception is None
 

@@ -251,6 +251,7 @@ async def reconcile_once(
     if plan.sealable and config.signing_key is not None:
         plan.status = trust.sign(plan.status, status, config.signing_key, subject, adopt=plan.adopted)
     if not await _write_and_report(namespace, name, raw, old_status, plan, config):
+        rules.next_due = None  # decide again at once, on a fresh evaluation: a 409 costs no interval
         return RETRY_AFTER_CONFLICT
     _crash_point("after-status-write", plan)
     if not config.gate.leading():

@@ -189,6 +189,8 @@ class HealthServer:
 @kopf.on.startup()
 async def serve_health(memo: kopf.Memo, **_: Any) -> None:
     """Bind the gate to Kopf's event loop and serve /healthz and /readyz (`--liveness`)."""
+    if "config" not in memo:
+        return  # not `modelledger run` (e.g. another operator in a process that imported these handlers)
     config: OperatorConfig = memo["config"]
     config.gate.bind(asyncio.get_running_loop())
     if config.health_endpoint:
