@@ -698,23 +698,3 @@ def test_ten_thousand_changes_with_maximal_reasons_stay_within_the_byte_budget()
     assert status.history_watermark is not None
     assert history.verify(status.history, complete_from=status.history_watermark.revision) is None
     assert set(status.quarantined) <= {e.version for e in status.history} | {status.desired_version}
-
-
-def test_many_requests_at_once_are_each_carried_out_exactly_once_even_with_stale_answers() -> None:
-    """Eighty rollbacks asked at once (more than the status keeps records of), while the operator's view
-    of the request objects lags two passes behind their answers: each is still carried out once."""
-    w = world(revisionHistoryLimit=100)
-    healthy_and_stable(w)
-    w.set_version("fraud-detector-1-4-0")
-    w.step()
-    w.roll_out()
-    w.step()
-    names = [w.request(RequestAction.ROLLBACK, reason=f"r{i}", revision=1 + i % 2) for i in range(80)]
-    views = [list(w.requests)] * 2  # what the index shows: the answers of two passes ago
-    for _ in range(12):
-        w.requests = views[-2]
-        w.step()
-        views.append([r for r in views[-1] if w.outcomes.get(r.name) not in TERMINAL_VALUES])
-    assert w.decisions.count("RolledBack") == len(names), "each request carried out once"
-    assert w.status.history[0].revision == 2 + len(names)
-    assert all(w.outcomes[name] == "Applied" for name in names)

@@ -53,7 +53,7 @@ def _record(s: Situation, plan: Plan, request: Request, outcome: RequestOutcome)
         approvers=list(outcome.approvers),
         at=s.now,
     )
-    plan.status.handled_requests = _kept([handled, *plan.status.handled_requests], s.requests)
+    plan.status.handled_requests = [handled, *plan.status.handled_requests][:HANDLED_REQUESTS_KEPT]
     if outcome.phase is not RequestPhase.APPLIED:
         plan.decisions.append(
             Decision(
@@ -67,27 +67,11 @@ def _record(s: Situation, plan: Plan, request: Request, outcome: RequestOutcome)
         )
 
 
-REQUESTS_PER_PASS = HANDLED_REQUESTS_KEPT // 4
-
-
-def _kept(handled: Sequence[HandledRequest], listed: Sequence[Request]) -> list[HandledRequest]:
-    """The newest records, and first of all those of requests still listed as undecided: the record is
-    what keeps a request whose answer has not reached its object yet from being carried out twice."""
-    still = {(r.name, r.uid) for r in listed}
-    first = [h for h in handled if (h.name, h.uid) in still]
-    rest = [h for h in handled if (h.name, h.uid) not in still]
-    return [*first, *rest][:HANDLED_REQUESTS_KEPT]
-
-
 def handle_requests(s: Situation, plan: Plan) -> Identity | None:
-    """Decide pending requests in order; returns who retried (and their approvers), if someone did.
-
-    At most REQUESTS_PER_PASS are decided in one pass (the rest in the next ones), so the status keeps
-    a record of every decision whose answer may not have reached its request object yet."""
+    """Decide pending requests in order; returns who retried (and their approvers), if someone did."""
     retried_by: Identity | None = None
     ordered = sorted(s.requests, key=lambda r: (r.created, r.name))
     approvals = [r for r in ordered if r.action is RequestAction.APPROVE]
-    decided = 0
     for request in ordered:
         if (done := _handled(plan, request)) is not None:
             plan.outcomes[request.name] = RequestOutcome(
@@ -96,8 +80,6 @@ def handle_requests(s: Situation, plan: Plan) -> Identity | None:
             continue
         if request.action is RequestAction.APPROVE:
             continue  # decided with the request it approves, below
-        if decided >= REQUESTS_PER_PASS:
-            break
         outcome = _gate(s, request, approvals)
         if outcome is None:
             approvers = _counted_approvers(s, request, approvals)
@@ -105,7 +87,6 @@ def handle_requests(s: Situation, plan: Plan) -> Identity | None:
             if request.action is RequestAction.RETRY and outcome.phase is RequestPhase.APPLIED:
                 retried_by = replace(request.requester, approvers=approvers, request=request.name)
         _record(s, plan, request, outcome)
-        decided += outcome.phase is not RequestPhase.PENDING  # waiting ones hold no one else up
     for approval in approvals:
         if _handled(plan, approval) is None:
             _record(s, plan, approval, _approval_outcome(s, plan, approval))
