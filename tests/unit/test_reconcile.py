@@ -26,7 +26,7 @@ from modelledger.api import (
 )
 from modelledger.core import history, trust
 from modelledger.core.actors import Identity
-from modelledger.core.decision import Plan, Request, Situation
+from modelledger.core.decision import HANDLED_REQUESTS_KEPT, Plan, Request, Situation
 from modelledger.core.reconcile import reconcile
 from modelledger.core.signing import Keyring, SigningKey
 from modelledger.core.workload import WorkloadState
@@ -698,3 +698,38 @@ def test_ten_thousand_changes_with_maximal_reasons_stay_within_the_byte_budget()
     assert status.history_watermark is not None
     assert history.verify(status.history, complete_from=status.history_watermark.revision) is None
     assert set(status.quarantined) <= {e.version for e in status.history} | {status.desired_version}
+
+
+def test_a_burst_larger_than_the_records_is_carried_out_once_each_despite_a_lagging_view() -> None:
+    """Eighty rollbacks asked at once (more than the status keeps records of), while the operator's view
+    of the request objects lags two passes behind their answers: each is carried out exactly once."""
+    w = world(revisionHistoryLimit=100)
+    healthy_and_stable(w)
+    w.set_version("fraud-detector-1-4-0")
+    w.step()
+    w.roll_out()
+    w.step()
+    names = [w.request(RequestAction.ROLLBACK, reason=f"r{i}", revision=1 + i % 2) for i in range(80)]
+    views = [list(w.requests)] * 2  # what the index shows: the answers of two passes ago
+    for _ in range(12):
+        w.requests = views[-2]
+        w.step()
+        views.append([r for r in views[-1] if w.outcomes.get(r.name) not in TERMINAL_VALUES])
+    assert w.decisions.count("RolledBack") == len(names), "each request carried out once"
+    assert w.status.history[0].revision == 2 + len(names)
+    assert all(w.outcomes[name] == "Applied" for name in names)
+    assert len(w.status.handled_requests) <= HANDLED_REQUESTS_KEPT
+
+
+def test_a_pass_never_pushes_out_the_record_of_a_request_still_listed() -> None:
+    w = world(revisionHistoryLimit=100)
+    healthy_and_stable(w)
+    names = [w.request(RequestAction.MARK_STABLE, reason=f"r{i}") for i in range(HANDLED_REQUESTS_KEPT + 5)]
+    listed = list(w.requests)
+    w.step()
+    w.requests = listed  # nothing answered yet as far as the view knows
+    w.step()
+    recorded = {h.name for h in w.status.handled_requests}
+    decided = [n for n in names if n in w.outcomes]
+    assert len(decided) == HANDLED_REQUESTS_KEPT, "the first pass decides only what it can record"
+    assert set(decided) <= recorded, "every decision still listed keeps its record"

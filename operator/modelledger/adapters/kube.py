@@ -86,6 +86,15 @@ def write_status(
     return cast(dict[str, Any], result)
 
 
+def read(plural: str, namespace: str, name: str) -> dict[str, Any]:
+    """One of our custom objects as it is now."""
+    api = kubernetes.client.CustomObjectsApi(client())
+    result = api.get_namespaced_custom_object(
+        GROUP, VERSION, namespace, plural, name, _request_timeout=TIMEOUT
+    )
+    return cast(dict[str, Any], result)
+
+
 def apply(manifest: dict[str, Any]) -> None:
     """Server-side apply as field manager `modelledger` (force: the operator owns its workload)."""
     meta = manifest["metadata"]

@@ -53,7 +53,7 @@ def _record(s: Situation, plan: Plan, request: Request, outcome: RequestOutcome)
         approvers=list(outcome.approvers),
         at=s.now,
     )
-    plan.status.handled_requests = [handled, *plan.status.handled_requests][:HANDLED_REQUESTS_KEPT]
+    plan.status.handled_requests = _kept([handled, *plan.status.handled_requests], s.requests)
     if outcome.phase is not RequestPhase.APPLIED:
         plan.decisions.append(
             Decision(
@@ -67,11 +67,34 @@ def _record(s: Situation, plan: Plan, request: Request, outcome: RequestOutcome)
         )
 
 
+def _kept(handled: Sequence[HandledRequest], listed: Sequence[Request]) -> list[HandledRequest]:
+    """The records of requests still listed as undecided first, then the newest others.
+
+    A record is what keeps a request whose answer has not reached its object yet from being carried
+    out twice, so it goes only once its request is no longer listed (answered, or deleted)."""
+    still = {(r.name, r.uid) for r in listed}
+    first = [h for h in handled if (h.name, h.uid) in still]
+    rest = [h for h in handled if (h.name, h.uid) not in still]
+    return [*first, *rest][:HANDLED_REQUESTS_KEPT]
+
+
+def _room(s: Situation, plan: Plan) -> int:
+    """How many requests may be decided in this pass without pushing out a record still needed."""
+    listed = {(r.name, r.uid) for r in s.requests}
+    needed = sum((h.name, h.uid) in listed for h in plan.status.handled_requests)
+    return max(0, HANDLED_REQUESTS_KEPT - needed)
+
+
 def handle_requests(s: Situation, plan: Plan) -> Identity | None:
-    """Decide pending requests in order; returns who retried (and their approvers), if someone did."""
+    """Decide pending requests in order; returns who retried (and their approvers), if someone did.
+
+    A burst larger than the status's records is decided over several passes: each pass decides only
+    as many as there is room to record, so every decision stays recorded until its answer has reached
+    its request object."""
     retried_by: Identity | None = None
     ordered = sorted(s.requests, key=lambda r: (r.created, r.name))
     approvals = [r for r in ordered if r.action is RequestAction.APPROVE]
+    room = _room(s, plan)
     for request in ordered:
         if (done := _handled(plan, request)) is not None:
             plan.outcomes[request.name] = RequestOutcome(
@@ -80,6 +103,8 @@ def handle_requests(s: Situation, plan: Plan) -> Identity | None:
             continue
         if request.action is RequestAction.APPROVE:
             continue  # decided with the request it approves, below
+        if room <= 0:
+            break  # the rest in a later pass, once answers have freed records
         outcome = _gate(s, request, approvals)
         if outcome is None:
             approvers = _counted_approvers(s, request, approvals)
@@ -87,9 +112,12 @@ def handle_requests(s: Situation, plan: Plan) -> Identity | None:
             if request.action is RequestAction.RETRY and outcome.phase is RequestPhase.APPLIED:
                 retried_by = replace(request.requester, approvers=approvers, request=request.name)
         _record(s, plan, request, outcome)
+        room -= outcome.phase is not RequestPhase.PENDING  # a waiting request takes no record
     for approval in approvals:
-        if _handled(plan, approval) is None:
-            _record(s, plan, approval, _approval_outcome(s, plan, approval))
+        if room > 0 and _handled(plan, approval) is None:
+            outcome = _approval_outcome(s, plan, approval)
+            _record(s, plan, approval, outcome)
+            room -= outcome.phase is not RequestPhase.PENDING
     return retried_by
 
 

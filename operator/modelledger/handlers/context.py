@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelledger.adapters import kube
 from modelledger.adapters.admission import GuardCheck
@@ -17,6 +18,38 @@ from modelledger.handlers.leadership import Gate
 if TYPE_CHECKING:
     from modelledger.adapters.prometheus import PrometheusSource
     from modelledger.handlers.rules import PrometheusClients
+
+
+@dataclass
+class Answered:
+    """Requests whose final answer this process has written, per deployment, until the index sees it.
+
+    Kopf's index learns of an answer only when the watch event arrives; until then the request still
+    looks undecided, and deciding from that stale view would answer it again from a stale
+    resourceVersion. Kept only for requests the index still lists, so it stays as small as the lag.
+    """
+
+    uids: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+
+    def add(self, namespace: str, deployment: str, uid: str) -> None:
+        self.uids.setdefault((namespace, deployment), set()).add(uid)
+
+    def undecided(
+        self, namespace: str, deployment: str, listed: Iterable[Mapping[str, Any]]
+    ) -> dict[str, Mapping[str, Any]]:
+        """The listed requests not answered yet, by name; forgets answers the index has caught up with."""
+        bodies = {str(b.get("metadata", {}).get("uid", "")): b for b in listed}
+        key = (namespace, deployment)
+        answered = self.uids.get(key, set()) & bodies.keys()
+        if answered:
+            self.uids[key] = answered
+        else:
+            self.uids.pop(key, None)
+        return {
+            str(body.get("metadata", {}).get("name")): body
+            for uid, body in bodies.items()
+            if uid not in answered
+        }
 
 
 @dataclass
@@ -42,6 +75,7 @@ class OperatorConfig:
     progress: Progress = field(default_factory=Progress)  # the deployment loops' progress, for liveness
     stall_floor: float = DEFAULT_FLOOR  # a loop is stalled after max(this, 3 x its interval) without progress
     health_endpoint: str | None = None  # --liveness: /healthz there, /readyz beside it
+    answered: Answered = field(default_factory=Answered)  # answers written, until the index sees them
 
 
 @dataclass

@@ -219,9 +219,7 @@ async def reconcile_once(
     versions = _versions(namespace, referenced, indices.versions)
     workload_raw = _one(indices.workloads, (namespace, name))
     workload = WorkloadState.from_deployment(workload_raw) if workload_raw else None
-    request_raw = {
-        str(b.get("metadata", {}).get("name")): b for b in indices.requests.get((namespace, name), [])
-    }
+    request_raw = config.answered.undecided(namespace, name, indices.requests.get((namespace, name), []))
     evaluation = (
         await rules.evaluate_if_due(namespace, name, spec, status, versions, at) if check.ok else None
     )
@@ -258,7 +256,7 @@ async def reconcile_once(
         # The lease ran out during the write: the decision is recorded; the next leader applies it.
         log.warning("leadership lost after the status write", namespace=namespace, deployment=name)
         return RETRY_AFTER_CONFLICT
-    await request_handlers.answer(namespace, request_raw, plan.outcomes, at)
+    await request_handlers.answer(namespace, name, request_raw, plan.outcomes, at, config.answered)
     if plan.hold is None:
         await _apply_workload(
             namespace,

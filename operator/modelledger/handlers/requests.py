@@ -18,7 +18,7 @@ from modelledger.api import TERMINAL_PHASES, ModelDeploymentRequest, ModelDeploy
 from modelledger.api.common import GROUP, VERSION
 from modelledger.core.actors import Identity
 from modelledger.core.decision import Request, RequestOutcome
-from modelledger.handlers.context import WAKEUPS
+from modelledger.handlers.context import WAKEUPS, Answered
 
 log = structlog.get_logger("modelledger.requests")
 PLURAL = "modeldeploymentrequests"
@@ -78,16 +78,17 @@ def parse(bodies: Iterable[Mapping[str, Any]], guarded: bool) -> list[Request]:
 
 async def answer(
     namespace: str,
+    deployment: str,
     bodies: Mapping[str, Mapping[str, Any]],
     outcomes: Mapping[str, RequestOutcome],
     now: datetime,
+    answered: Answered,
 ) -> None:
     """Write each outcome to its request's status where it is not there yet."""
     for name, outcome in outcomes.items():
         body = bodies.get(name)
         if body is None:
             continue
-        old = dict(body.get("status") or {})
         new = ModelDeploymentRequestStatus(
             phase=outcome.phase,
             message=outcome.message[:1024],
@@ -95,21 +96,40 @@ async def answer(
             approvers=list(outcome.approvers),
             handled_at=now,
         ).to_wire()
-        if {k: v for k, v in old.items() if k != "handledAt"} == {
-            k: v for k, v in new.items() if k != "handledAt"
-        }:
-            continue
+        if await _write_answer(namespace, name, body, new) and outcome.phase in TERMINAL_PHASES:
+            answered.add(namespace, deployment, str(body["metadata"].get("uid", "")))
+
+
+async def _write_answer(namespace: str, name: str, body: Mapping[str, Any], new: dict[str, Any]) -> bool:
+    """True once the request's status holds the answer.
+
+    The decision is already recorded in the deployment's status, so the answer may go over whatever
+    the request holds now: after a conflict (the index's copy was stale) it is re-read and written once
+    more.
+    """
+    for _attempt in range(2):
+        old = dict(body.get("status") or {})
+        if _same(old, new):
+            return True
         try:
             await kube.call(
-                kube.write_status,
-                PLURAL,
-                namespace,
-                name,
-                old,
-                new,
-                body["metadata"]["resourceVersion"],
+                kube.write_status, PLURAL, namespace, name, old, new, body["metadata"]["resourceVersion"]
             )
+            return True
         except kube.Conflict:
-            log.info("request changed meanwhile; answered on the next pass", request=name)
+            try:
+                body = await kube.call(kube.read, PLURAL, namespace, name)
+            except kube.ApiException as error:
+                log.info("request not re-read", request=name, error=f"{error.status} {error.reason}")
+                return False
         except kube.ApiException as error:
             log.warning("request status not written", request=name, error=f"{error.status} {error.reason}")
+            return False
+    log.info("request changed meanwhile; answered on the next pass", request=name)
+    return False
+
+
+def _same(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    return {k: v for k, v in old.items() if k != "handledAt"} == {
+        k: v for k, v in new.items() if k != "handledAt"
+    }
