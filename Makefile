@@ -48,7 +48,7 @@ test: setup lint  ## lint + unit + integration: what .ci/run calls
 
 crds: venv  ## regenerate crds/ and docs/api.md from the pydantic models (and the chart's copy)
 	$(BIN)/modelledger crds --output-dir crds
-	cp crds/modeldeployments.yaml crds/modelversions.yaml crds/modeldeploymentrequests.yaml charts/modelledger/crds/
+	cp crds/modeldeployments.yaml crds/modelversions.yaml crds/modeldeploymentrequests.yaml charts/modelledger/files/crds/
 
 cluster-up: setup  ## start the plane + Prometheus in the background; the last line is the kubeconfig path
 	@$(BIN)/modelledger-plane up

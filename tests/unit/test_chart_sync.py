@@ -19,12 +19,14 @@ KOPF_PEERINGS = "kopf-peerings.yaml"  # Kopf's own CRDs, for HA peering: not gen
 
 
 def test_chart_crds_are_the_generated_crds_byte_for_byte() -> None:
+    # templates/crds.yaml renders files/crds/ (upgraded with the release); Helm's crds/ keeps only Kopf's.
     generated = {p.name: p.read_bytes() for p in (REPO / "crds").glob("*.yaml")}
-    packaged = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    packaged = {p.name: p.read_bytes() for p in (CHART / "files" / "crds").glob("*.yaml")}
     assert generated, "no generated CRDs"
     stale = [name for name in generated if packaged.get(name) != generated[name]]
-    assert not stale, f"charts/modelledger/crds is stale for {stale}: cp crds/*.yaml charts/modelledger/crds/"
-    assert set(packaged) == {*generated, KOPF_PEERINGS}
+    assert not stale, f"charts/modelledger/files/crds is stale for {stale}: make crds"
+    assert set(packaged) == set(generated)
+    assert {p.name for p in (CHART / "crds").glob("*")} == {KOPF_PEERINGS}, "Helm would install these as-is"
 
 
 def test_kopf_peering_crds_match_the_resources_kopf_watches() -> None:

@@ -312,3 +312,13 @@ def test_many_manifests_stay_fast(tmp_path: Path) -> None:
     assert result.problems == []
     assert len(result.manifests) == 300
     assert time.monotonic() - started < 5.0
+
+
+def test_placeholders_version_and_version_name_pass_and_the_version_label_against_a_name_warns() -> None:
+    good = 'max(m{namespace="{{namespace}}", version="{{version}}", mv="{{ versionName }}"})'
+    assert lint_documents(with_query(good)) == []
+    wrong = lint_documents(with_query('max(m{namespace="{{namespace}}", version="{{versionName}}"})'))
+    assert [(p.severity, p.path) for p in wrong] == [("warning", f"{RULE}.query")]
+    assert 'use version="{{version}}"' in wrong[0].message
+    unknown = errors_of(with_query('max(m{namespace="{{namespace}}", version="{{semver}}"})'))
+    assert [p.path for p in unknown] == [f"{RULE}.query"]

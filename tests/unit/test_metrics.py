@@ -101,4 +101,4 @@ def test_serve_exposes_the_registry_over_http() -> None:
         'modelledger_rollbacks_total{cause="Revocation",deployment="fraud",namespace="ml-prod"} 1.0' in body
     )
     assert "# TYPE modelledger_prometheus_query_seconds histogram" in body
-    assert "python_gc" not in body, "the dedicated registry carries no process or GC collectors"
+    assert "process_cpu_seconds_total" in body, "the dedicated registry carries no process or GC collectors"

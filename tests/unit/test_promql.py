@@ -235,6 +235,14 @@ def test_escaping_depends_on_the_enclosing_quote() -> None:
 def test_placeholders_lists_the_names_used() -> None:
     assert placeholders('m{a="{{namespace}}", b="{{ version }}"} # done') == {"namespace", "version"}
     assert placeholders("up") == frozenset()
+    assert placeholders('m{version="{{version}}", mv="{{versionName}}"}') == {"version", "versionName"}
+
+
+def test_version_is_the_semantic_version_and_version_name_the_object() -> None:
+    assert sorted(PLACEHOLDERS) == ["deployment", "model", "namespace", "version", "versionName"]
+    values = {"version": "1.4.0", "versionName": "fraud-detector-1-4-0"}
+    rendered = render('m{version="{{version}}", mv="{{ versionName }}"}', values)
+    assert rendered == 'm{version="1.4.0", mv="fraud-detector-1-4-0"}'
 
 
 @pytest.mark.parametrize(

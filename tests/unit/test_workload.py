@@ -166,3 +166,42 @@ def test_the_restricted_check_itself_sees_violations() -> None:
     pod["volumes"] = [{"name": "root", "hostPath": {"path": "/"}}]
     pod["containers"][0]["securityContext"]["capabilities"]["add"] = ["SYS_ADMIN"]
     assert restricted_violations(pod) == ["hostPID", "volume hostPath", "model: capabilities.add"]
+
+
+def test_pods_carry_the_scrape_labels_and_the_selector_does_not_change() -> None:
+    spec = ModelDeployment.model_validate(MODEL_DEPLOYMENT).spec
+    deployment, service = manifests(OWNER, spec, 3, VERSION)
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert (pod_labels["model"], pod_labels["version"], pod_labels["deployment"]) == (
+        VERSION.spec.model_name,
+        VERSION.spec.version,
+        "fraud-detector",
+    )
+    assert pod_labels["modelledger.io/version"] == VERSION.metadata["name"]
+    assert pod_labels["modelledger.io/revision"] == "3"
+    # The selector (immutable on a Deployment) is what it was before the scrape labels.
+    expected = {"app.kubernetes.io/managed-by": "modelledger", "modelledger.io/deployment": "fraud-detector"}
+    assert deployment["spec"]["selector"] == {"matchLabels": expected}
+    assert service["spec"]["selector"] == expected
+    assert set(pod_labels.items()) >= set(expected.items())
+    # Only the pods carry them: the Deployment's and Service's own labels are unchanged.
+    assert "version" not in deployment["metadata"]["labels"]
+    assert "model" not in service["metadata"]["labels"]
+
+
+def test_a_version_that_is_no_label_value_is_cleaned_the_same_way_for_pods_and_rules() -> None:
+    from modelledger.core.rules import template_values
+    from modelledger.core.workload import scrape_labels
+
+    odd = ModelVersion.model_validate(changed(MODEL_VERSION, spec__version="1.4.0+build/7"))
+    assert scrape_labels("fraud-detector", odd)["version"] == "1.4.0-build-7"
+    values = template_values("ml-prod", "fraud-detector", "fraud-detector", "fraud-detector-1-4-0", odd)
+    assert values == {
+        "namespace": "ml-prod",
+        "deployment": "fraud-detector",
+        "model": "fraud-detector",
+        "version": "1.4.0-build-7",
+        "versionName": "fraud-detector-1-4-0",
+    }
+    # Without the ModelVersion the semantic version is unknown: no value, so a rule using it is Error.
+    assert "version" not in template_values("ml-prod", "d", "m", "mv", None)

@@ -1,23 +1,37 @@
 {{/* Names and labels shared by the templates. */}}
 
+{{- define "modelledger.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "modelledger.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
 {{- define "modelledger.selectorLabels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/name: {{ include "modelledger.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* Every object's labels: the standard ones and commonLabels (which cannot override them). */}}
 {{- define "modelledger.labels" -}}
-{{ include "modelledger.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- $standard := dict
+  "app.kubernetes.io/name" (include "modelledger.name" .)
+  "app.kubernetes.io/instance" .Release.Name
+  "app.kubernetes.io/version" .Chart.AppVersion
+  "app.kubernetes.io/managed-by" .Release.Service
+  "helm.sh/chart" (printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_")
+-}}
+{{- toYaml (merge $standard (deepCopy (.Values.commonLabels | default dict))) -}}
 {{- end -}}
 
 {{- define "modelledger.serviceAccountName" -}}
@@ -33,6 +47,26 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
 {{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The health endpoint (/healthz, /readyz) the probes, the -health Service and `helm test` use. */}}
+{{- define "modelledger.healthPort" -}}
+{{- .Values.health.port | default 8080 -}}
+{{- end -}}
+
+{{/*
+"true" when the CustomResourceDefinition named by the argument's `name` exists in the cluster and is
+not this release's (applied by kubectl or GitOps, or owned by another release): the chart then leaves it
+alone instead of failing the install on Helm's ownership check. Always empty in `helm template`.
+*/}}
+{{- define "modelledger.crdManagedElsewhere" -}}
+{{- $existing := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" .name -}}
+{{- if $existing -}}
+{{- $annotations := dig "metadata" "annotations" dict $existing -}}
+{{- $release := get $annotations "meta.helm.sh/release-name" -}}
+{{- $namespace := get $annotations "meta.helm.sh/release-namespace" -}}
+{{- if not (and (eq $release .root.Release.Name) (eq $namespace .root.Release.Namespace)) -}}true{{- end -}}
 {{- end -}}
 {{- end -}}
 

@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import os
 import socket
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -93,6 +94,23 @@ def read(plural: str, namespace: str, name: str) -> dict[str, Any]:
         GROUP, VERSION, namespace, plural, name, _request_timeout=TIMEOUT
     )
     return cast(dict[str, Any], result)
+
+
+def drop_finalizer(plural: str, namespace: str, name: str, finalizer: str, meta: Any) -> None:
+    """Remove `finalizer` from one of our objects, if it is still as read (a 409 otherwise)."""
+    kept = [f for f in (meta.get("finalizers") or []) if f != finalizer]
+    patch = {"metadata": {"resourceVersion": meta.get("resourceVersion"), "finalizers": kept}}
+    kubernetes.client.CustomObjectsApi(client()).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, plural, name, patch, _content_type=MERGE, _request_timeout=TIMEOUT
+    )
+
+
+def touch(plural: str, namespace: str, name: str) -> None:
+    """Change one of our objects without changing what it says (tests: force a later write's 409)."""
+    patch = {"metadata": {"annotations": {"modelledger.io/test-touched": str(time.time())}}}
+    kubernetes.client.CustomObjectsApi(client()).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, plural, name, patch, _content_type=MERGE, _request_timeout=TIMEOUT
+    )
 
 
 def apply(manifest: dict[str, Any]) -> None:

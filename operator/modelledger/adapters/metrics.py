@@ -13,12 +13,28 @@ from collections.abc import Iterable
 from enum import StrEnum
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 
-from modelledger.api.modeldeployment import RuleState, RuleStatus
+from modelledger.api.modeldeployment import RevisionCause, RuleState, RuleStatus
 
 # Prometheus answers in milliseconds when healthy; the top buckets show timeouts (default 10 s).
 QUERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# The `cause` values of modelledger_rollbacks_total: every revision cause but a plain deploy.
+ROLLBACK_CAUSES = tuple(cause.value for cause in RevisionCause if cause is not RevisionCause.DEPLOY)
+
+
+PHASES = ("queue_wait", "pass", "evaluation", "status_write", "workload_apply", "event_post")
 
 
 class EvaluationResult(StrEnum):
@@ -34,6 +50,12 @@ class OperatorMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        # process_* (CPU, memory, open fds, start time), python_info and python_gc_*, as on the default
+        # registry; not twice when the caller passes prometheus-client's global registry.
+        if self.registry is not REGISTRY:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
         deployment = ("namespace", "deployment")
         rule = (*deployment, "rule")
         self.rollbacks = Counter(
@@ -84,9 +106,41 @@ class OperatorMetrics:
             "advances every interval while leading. Alert when it stalls on the leader.",
             registry=self.registry,
         )
+        self.phase_seconds = Histogram(
+            "modelledger_phase_seconds",
+            "Where a deployment pass spends its time, by phase: queue_wait (queued until a worker took "
+            "it), pass (the whole pass), evaluation (rules, Prometheus included), status_write, "
+            "workload_apply, event_post.",
+            ("phase",),
+            buckets=QUERY_BUCKETS,
+            registry=self.registry,
+        )
+        self.conflicts = Counter(
+            "modelledger_conflicts",
+            "Status writes refused with 409 (the object changed since it was read); decided again at once.",
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "modelledger_pass_retries",
+            "Passes that failed and were retried after a per-deployment back-off.",
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "modelledger_queue_depth",
+            "Deployment keys waiting for a worker.",
+            registry=self.registry,
+        )
+        self.loop_lag = Gauge(
+            "modelledger_event_loop_lag_seconds",
+            "How late the operator's event loop ran a timer it set (a busy or blocked loop shows here).",
+            registry=self.registry,
+        )
+        for phase in PHASES:
+            self.phase_seconds.labels(phase)
         self._lock = threading.Lock()
         self._serving: dict[tuple[str, str], tuple[str, str, str]] = {}
         self._rules: dict[tuple[str, str], set[str]] = {}
+        self._known: set[tuple[str, str]] = set()
 
     def set_leader(self, leading: bool) -> None:
         self.leader.set(1 if leading else 0)
@@ -95,8 +149,23 @@ class OperatorMetrics:
         """A deployment loop finished a pass at `at` (seconds since the epoch)."""
         self.last_evaluation.set(at)
 
+    def observe_phase(self, phase: str, seconds: float) -> None:
+        self.phase_seconds.labels(phase).observe(seconds)
+
     def record_rollback(self, namespace: str, deployment: str, cause: str) -> None:
+        with self._lock:
+            self._know(namespace, deployment)
         self.rollbacks.labels(namespace, deployment, str(cause)).inc()
+
+    def _know(self, namespace: str, deployment: str) -> None:
+        """A deployment's rollback counters exist at 0 from when it is first seen, one per cause, so
+        `increase(modelledger_rollbacks_total[...])` sees its first rollback (a series that appears at 1
+        has no increase). Under the lock."""
+        if (namespace, deployment) in self._known:
+            return
+        for cause in ROLLBACK_CAUSES:
+            self.rollbacks.labels(namespace, deployment, cause)
+        self._known.add((namespace, deployment))
 
     def record_evaluation(self, result: EvaluationResult) -> None:
         self.rule_evaluations.labels(result.value).inc()
@@ -107,6 +176,7 @@ class OperatorMetrics:
     def record_rule(self, namespace: str, deployment: str, status: RuleStatus) -> None:
         """The rule's state and value; the value series is removed while the rule has no value."""
         with self._lock:
+            self._know(namespace, deployment)
             self._rules.setdefault((namespace, deployment), set()).add(status.name)
             self.rule_state.labels(namespace, deployment, status.name).state(status.state.value)
             if status.value is None:
@@ -127,6 +197,7 @@ class OperatorMetrics:
         """Replace the deployment's serving_info series (one per deployment at any time)."""
         labels = (version, str(revision), "true" if stable else "false")
         with self._lock:
+            self._know(namespace, deployment)
             previous = self._serving.get((namespace, deployment))
             if previous is not None and previous != labels:
                 _remove(self.serving_info, namespace, deployment, *previous)

@@ -112,7 +112,8 @@ class RollbackRule(ApiModel):
     name: DnsLabel
     """The rule's name, unique within the deployment; it appears in history, events and the actor."""
     query: Annotated[str, Field(min_length=1, max_length=PROMQL_LENGTH)]
-    """PromQL; `{{namespace}}`, `{{deployment}}`, `{{version}}` and `{{model}}` are substituted first."""
+    """PromQL; `{{namespace}}`, `{{deployment}}`, `{{model}}`, `{{version}}` (the ModelVersion's
+    `spec.version`) and `{{versionName}}` (its object name) are substituted first."""
     aggregate: Annotated[Aggregate, Field(strict=False)] = Aggregate.MAX
     """How a vector result is reduced to one number: `max`, `min`, `sum` or `avg`."""
     comparator: Annotated[Comparator, Field(strict=False)]

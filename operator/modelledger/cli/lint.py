@@ -452,6 +452,15 @@ def check_queries(manifest: Manifest) -> list[Problem]:
                     "(e.g. wrap a range in rate(...) or max_over_time(...))",
                 )
             )
+        if _matches_version_name(query):
+            problems.append(
+                manifest.problem(
+                    path,
+                    "matches the label version against {{versionName}}: pods export the semantic version "
+                    '(spec.version of the ModelVersion) in `version`; use version="{{version}}"',
+                    "warning",
+                )
+            )
         if "namespace" not in promql.placeholders(query):
             problems.append(
                 manifest.problem(
@@ -462,6 +471,21 @@ def check_queries(manifest: Manifest) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _matches_version_name(query: str) -> bool:
+    """Whether a (valid) template matches the pods' `version` label against the ModelVersion's name."""
+    marker = "modelledger-lint-version-name"
+    values = {name: marker if name == "versionName" else "x" for name in promql.PLACEHOLDERS}
+    try:
+        tree = promql.parse(promql.render(query, values)).tree
+    except ValueError:
+        return False
+    return any(
+        matcher.name == "version" and marker in matcher.value
+        for selector in promql.selectors(tree)
+        for matcher in selector.matchers.matchers
+    )
 
 
 def check_across(result: Result) -> None:

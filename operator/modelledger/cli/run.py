@@ -93,6 +93,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "(default: %(default)s)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=32,
+        metavar="N",
+        help="deployment passes run at once, each deployment in one at a time (default: %(default)s)",
+    )
+    parser.add_argument(
         "--metrics-address",
         default="0.0.0.0:9090",
         help="host:port of the /metrics endpoint; empty to disable (default: %(default)s)",
@@ -133,6 +140,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="honour spec.rollback.prometheus.url (queried without the operator's credentials); "
         "default: allowed unless --prometheus-sources is given (env MODELLEDGER_ALLOW_RAW_PROMETHEUS_URLS)",
     )
+    parser.add_argument(
+        "--pod-monitors",
+        action=argparse.BooleanOptionalAction,
+        default=bool(_env_flag("MODELLEDGER_POD_MONITORS")),
+        help="make a PodMonitor (Prometheus Operator) for each ModelDeployment annotated "
+        "modelledger.io/pod-monitor=true, mapping its pods' labels to deployment, model, version "
+        "and namespace; skipped, logged once, where the CRD is missing (env MODELLEDGER_POD_MONITORS)",
+    )
     parser.add_argument("--audit-log", type=Path, help="also append every audit record to this JSONL file")
     parser.add_argument(
         "--operator-namespace",
@@ -157,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
 
     from modelledger import logs
     from modelledger.adapters import audit, keys, kube, lease, prometheus
+    from modelledger.adapters.podmonitors import PodMonitors
     from modelledger.cli.common import fail
     from modelledger.core.leadership import LeaseTiming
     from modelledger.core.promql import Tenancy
@@ -230,6 +246,8 @@ def run(args: argparse.Namespace) -> int:
         gate=Gate(election),
         stall_floor=args.stall_timeout,
         health_endpoint=args.liveness or None,
+        pod_monitors=PodMonitors(enabled=args.pod_monitors),
+        workers=args.workers,
     )
     log.info(
         "prometheus",

@@ -26,8 +26,10 @@ from functools import lru_cache
 
 import promql_parser as pp
 
-PLACEHOLDERS = frozenset({"namespace", "deployment", "model", "version"})
-"""The names a template may use: the deployment's namespace and name, its model, its serving version."""
+PLACEHOLDERS = frozenset({"namespace", "deployment", "model", "version", "versionName"})
+"""The names a template may use: the deployment's namespace and name, its model, the serving version's
+semantic version (`spec.version` of the ModelVersion, what the pods' `version` label carries) and
+`versionName`, the serving ModelVersion object's name."""
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _QUOTES = "\"'"

@@ -36,6 +36,8 @@ from modelledger.api.modeldeployment import (
     RuleState,
     RuleStatus,
 )
+from modelledger.api.modelversion import ModelVersion
+from modelledger.core.workload import SCRAPE_VERSION, scrape_labels
 
 IMMEDIATE_FOR = timedelta(seconds=1)
 """A `for` this short cannot span two evaluations, so it breaches on the first breaching sample."""
@@ -50,6 +52,22 @@ EVIDENCE_QUERY_LIMIT = PROMQL_LENGTH * 2
 """The API's bound on an evidence query; a longer resolved query is cut rather than fail the status write."""
 
 _BREACH_STATES = frozenset({RuleState.PENDING, RuleState.BREACHED})
+
+
+def template_values(
+    namespace: str, deployment: str, model: str, version_name: str, version: ModelVersion | None
+) -> dict[str, str]:
+    """What each query placeholder stands for (`promql.PLACEHOLDERS`), for the revision serving.
+
+    `version` is the semantic version exactly as the serving pods' `version` label carries it
+    (`workload.scrape_labels`), `versionName` the ModelVersion's name. Without the ModelVersion the
+    semantic version is unknown: `{{version}}` is left without a value, so a rule using it is Error
+    (named), never run against a wrong version.
+    """
+    values = {"namespace": namespace, "deployment": deployment, "model": model, "versionName": version_name}
+    if version is not None:
+        values["version"] = scrape_labels(deployment, version)[SCRAPE_VERSION]
+    return values
 
 
 @dataclass(frozen=True)

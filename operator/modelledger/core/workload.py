@@ -32,6 +32,11 @@ MANAGED_BY = "modelledger"
 LABEL_DEPLOYMENT = "modelledger.io/deployment"
 LABEL_VERSION = "modelledger.io/version"
 LABEL_REVISION = "modelledger.io/revision"
+# The scrape contract (docs/rules.md): serving pods carry these plain labels, which a PodMonitor
+# (core/podmonitor.py) copies onto every series scraped from them, so rules can filter on them.
+SCRAPE_MODEL = "model"  # spec.modelName of the ModelVersion
+SCRAPE_VERSION = "version"  # spec.version of the ModelVersion: the semantic version, e.g. 1.4.0
+SCRAPE_DEPLOYMENT = "deployment"  # the ModelDeployment's name
 ANNOTATION_HASH = "modelledger.io/workload-hash"
 CONTAINER = "model"
 PORT_NAME = "http"
@@ -67,6 +72,18 @@ def selector(name: str) -> dict[str, str]:
 
 def selector_string(name: str) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(selector(name).items()))
+
+
+def scrape_labels(deployment: str, version: ModelVersion) -> dict[str, str]:
+    """The pod labels of the scrape contract: `model`, `version` (semantic) and `deployment`.
+
+    Pod template labels only, never the selector: a Deployment's selector is immutable.
+    """
+    return {
+        SCRAPE_MODEL: _label_value(version.spec.model_name),
+        SCRAPE_VERSION: _label_value(version.spec.version),
+        SCRAPE_DEPLOYMENT: deployment,
+    }
 
 
 def pinned_pipeline(version: ModelVersion) -> PinnedPipeline:
@@ -210,7 +227,7 @@ def manifests(
             "selector": {"matchLabels": selector(owner.name)},
             "template": {
                 "metadata": {
-                    "labels": {**labels, **version_labels},
+                    "labels": {**labels, **version_labels, **scrape_labels(owner.name, version)},
                     "annotations": {"modelledger.io/artifact-digest": version.spec.artifact.digest},
                 },
                 "spec": {**pod_spec, "containers": [container]},

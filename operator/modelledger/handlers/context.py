@@ -1,8 +1,7 @@
-"""What the handlers share: the operator's settings and the wake-up signals of the deployment loops."""
+"""What the handlers share: the operator's settings and the answers written to requests."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -10,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from modelledger.adapters import kube
 from modelledger.adapters.admission import GuardCheck
+from modelledger.adapters.podmonitors import PodMonitors
 from modelledger.core.health import DEFAULT_FLOOR, Progress
 from modelledger.core.promql import Tenancy
 from modelledger.core.signing import Keyring, SigningKey
 from modelledger.handlers.leadership import Gate
+from modelledger.handlers.workers import Work
 
 if TYPE_CHECKING:
     from modelledger.adapters.prometheus import PrometheusSource
@@ -75,32 +76,10 @@ class OperatorConfig:
     progress: Progress = field(default_factory=Progress)  # the deployment loops' progress, for liveness
     stall_floor: float = DEFAULT_FLOOR  # a loop is stalled after max(this, 3 x its interval) without progress
     health_endpoint: str | None = None  # --liveness: /healthz there, /readyz beside it
+    workers: int = 32  # --workers: deployment passes at once
+    work: Work = field(default_factory=Work)  # the deployments' queue and bodies (handlers/workers.py)
     answered: Answered = field(default_factory=Answered)  # answers written, until the index sees them
-
-
-@dataclass
-class Wakeups:
-    """One event per ModelDeployment loop; any change that matters to a deployment sets it."""
-
-    events: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
-
-    def register(self, namespace: str, name: str) -> asyncio.Event:
-        return self.events.setdefault((namespace, name), asyncio.Event())
-
-    def forget(self, namespace: str, name: str) -> None:
-        self.events.pop((namespace, name), None)
-
-    def wake(self, namespace: str, name: str) -> None:
-        if event := self.events.get((namespace, name)):
-            event.set()
-
-    def wake_namespace(self, namespace: str) -> None:
-        for (ns, _name), event in self.events.items():
-            if ns == namespace:
-                event.set()
-
-
-WAKEUPS = Wakeups()
+    pod_monitors: PodMonitors = field(default_factory=PodMonitors)  # --pod-monitors (.enabled) and its state
 
 
 def now() -> datetime:

@@ -1,21 +1,24 @@
-"""ModelDeployment handlers: one loop per deployment that gathers, decides (core) and applies (adapters).
+"""ModelDeployment handlers: passes that gather, decide (core) and apply (adapters), run by a pool of
+workers from one work queue (handlers/workers.py).
 
-Every entry point funnels into `reconcile_once`: the loop runs it on start (create or operator resume),
-whenever a watch event wakes it (spec, status, its Deployment, a ModelVersion), and every `interval`
-to evaluate the rules and bake time. One loop per object means no two decisions race on it.
+Every entry point funnels into `reconcile_once`: a watch event queues the deployment's key (its spec or
+status, its Deployment, a ModelVersion, a request), and each pass schedules the next one for when its
+rules or bake time are due. The queue gives a key to one worker at a time, so no two decisions race on
+one object.
 
-Only the leader decides (`config.gate`, handlers/leadership.py): a standby's loops wait for the lease
-with warm indices, and a pass that loses the lease midway writes nothing more. Each pass reports its
-progress for liveness.
+Only the leader decides (`config.gate`, handlers/leadership.py): a standby's workers wait for the lease
+while its indices and queue stay warm, and a pass that loses the lease midway writes nothing more. Each
+pass reports its progress for liveness.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,11 +37,13 @@ from modelledger.core.reconcile import reconcile, reject_spec
 from modelledger.core.workload import ANNOTATION_HASH, MANAGED_BY, Owner, WorkloadState, manifests
 from modelledger.handlers import requests as request_handlers
 from modelledger.handlers import rules as rule_loop
-from modelledger.handlers.context import WAKEUPS, OperatorConfig, now
+from modelledger.handlers.context import OperatorConfig, now
+from modelledger.handlers.podmonitors import ensure_pod_monitor
+from modelledger.handlers.startup import FINALIZER
 
 log = structlog.get_logger("modelledger.deployments")
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
-RETRY_AFTER_CONFLICT = 0.5
+RETRY_AFTER_CONFLICT = 0.0  # after a 409 the body is re-read: decide again at once
 
 
 # --- indices: in-memory views Kopf keeps current from its watches ---------------------------------
@@ -77,33 +82,89 @@ def _one(index: kopf.Index[Any, Any], key: Any) -> Any:
     return next(iter(store), None) if store else None
 
 
-# --- wake-ups (async: they run on the event loop, where asyncio.Event.set is safe) ------------------
+# --- watch events queue passes (async: they run on the event loop, with the queue) --------------------
 
 
 @kopf.on.event(GROUP, VERSION, "modeldeployments")
-async def deployment_changed(namespace: str, name: str, **_: Any) -> None:
-    WAKEUPS.wake(namespace, name)
+async def deployment_changed(
+    namespace: str, name: str, body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: Any
+) -> None:
+    config: OperatorConfig | None = memo.get("config")
+    if config is None:
+        return  # not `modelledger run`
+    key = (namespace, name)
+    if event.get("type") == "DELETED":
+        config.work.deleted(key)
+        passes = memo.get("passes")
+        if isinstance(passes, Passes):
+            passes.forget(key)
+        return
+    config.work.observed(key, body)
+    if FINALIZER in (body.metadata.get("finalizers") or []):
+        await _drop_legacy_finalizer(namespace, name, body)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-async def workload_changed(namespace: str, name: str, **_: Any) -> None:
-    WAKEUPS.wake(namespace, name)  # the workload has its ModelDeployment's name
+async def workload_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    if (config := memo.get("config")) is not None:
+        config.work.wake(namespace, name)  # the workload has its ModelDeployment's name
 
 
 @kopf.on.event(GROUP, VERSION, "modelversions")
-async def version_changed(namespace: str, **_: Any) -> None:
-    WAKEUPS.wake_namespace(namespace)
+async def version_changed(namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    if (config := memo.get("config")) is not None:
+        config.work.wake_namespace(namespace)
 
 
-# --- the loop ----------------------------------------------------------------------------------------
+async def _drop_legacy_finalizer(namespace: str, name: str, body: kopf.Body) -> None:
+    """Operators before the work queue ran a Kopf daemon per ModelDeployment, which put a finalizer on
+    it; nothing needs it now, and left alone it would keep a deleted ModelDeployment forever."""
+    try:
+        await kube.call(kube.drop_finalizer, kube.DEPLOYMENTS, namespace, name, FINALIZER, body.metadata)
+        log.info("legacy finalizer removed", namespace=namespace, deployment=name)
+    except kube.ApiException as error:
+        log.warning("legacy finalizer not removed", namespace=namespace, deployment=name, error=str(error))
 
 
-@kopf.daemon(GROUP, VERSION, "modeldeployments", cancellation_timeout=10.0)
-async def deployment_loop(
-    namespace: str,
-    name: str,
-    body: kopf.Body,
-    stopped: kopf.DaemonStopped,
+# --- the passes --------------------------------------------------------------------------------------
+
+
+class Passes:
+    """What the workers run for a deployment key: one pass (`reconcile_once`), with the per-deployment
+    rule state and the progress that liveness watches."""
+
+    def __init__(self, config: OperatorConfig, indices: Indices) -> None:
+        self.config = config
+        self.indices = indices
+        self.runners: dict[tuple[str, str], tuple[str, rule_loop.RuleRunner]] = {}
+
+    def _runner(self, key: tuple[str, str], uid: str) -> rule_loop.RuleRunner:
+        held = self.runners.get(key)
+        if held is None or held[0] != uid:  # new, or deleted and created again under the same name
+            held = (uid, rule_loop.RuleRunner(self.config))
+            self.runners[key] = held
+        return held[1]
+
+    def forget(self, key: tuple[str, str]) -> None:
+        self.runners.pop(key, None)
+        self.config.progress.forget(key)
+        rule_loop.METRICS.forget_deployment(*key)
+
+    async def run(self, key: tuple[str, str], body: Mapping[str, Any]) -> float | None:
+        namespace, name = key
+        config = self.config
+        rules = self._runner(key, str(body.get("metadata", {}).get("uid", "")))
+        bound = stall_bound(_interval(body), config.stall_floor)
+        config.progress.begin(key, time.monotonic(), bound)
+        with timed("pass"):
+            delay = await reconcile_once(namespace, name, body, config, rules, self.indices)
+        config.progress.end(key, time.monotonic(), delay, bound)
+        rule_loop.METRICS.record_pass(time.time())
+        return delay
+
+
+@kopf.on.startup()
+async def start_workers(
     memo: kopf.Memo,
     version_bodies: kopf.Index[Any, Any],
     workload_bodies: kopf.Index[Any, Any],
@@ -111,36 +172,29 @@ async def deployment_loop(
     request_bodies: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
-    wake = WAKEUPS.register(namespace, name)
+    """Start the worker pool (`--workers`); the first watch events queue every deployment."""
+    if "config" not in memo:
+        return  # not `modelledger run`
     config: OperatorConfig = memo["config"]
-    rules = rule_loop.RuleRunner(config)
-    key = (namespace, name)
+    passes = Passes(config, Indices(version_bodies, workload_bodies, service_hashes, request_bodies))
+    memo["passes"] = passes
+    config.work.start(passes.run, config.gate, config.workers, rule_loop.METRICS)
+
+
+@kopf.on.cleanup()
+async def stop_workers(memo: kopf.Memo, **_: Any) -> None:
+    if (config := memo.get("config")) is not None:
+        await config.work.stop()
+
+
+@contextlib.contextmanager
+def timed(phase: str) -> Iterator[None]:
+    """Observe the block's duration in modelledger_phase_seconds{phase}."""
+    start = time.perf_counter()
     try:
-        while not stopped:
-            if not config.gate.leading():
-                config.progress.pause(key)  # a standby is not expected to move
-                await config.gate.until_leading(stopped)
-                continue
-            wake.clear()
-            bound = stall_bound(_interval(body), config.stall_floor)
-            config.progress.begin(key, time.monotonic(), bound)
-            delay = await reconcile_once(
-                namespace,
-                name,
-                body,
-                config,
-                rules,
-                Indices(version_bodies, workload_bodies, service_hashes, request_bodies),
-            )
-            config.progress.end(key, time.monotonic(), delay, bound)
-            rule_loop.METRICS.record_pass(time.time())
-            waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait())]
-            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
+        yield
     finally:
-        WAKEUPS.forget(namespace, name)
-        config.progress.forget(key)
+        rule_loop.METRICS.observe_phase(phase, time.perf_counter() - start)
 
 
 def _interval(body: Mapping[str, Any]) -> float:
@@ -220,9 +274,10 @@ async def reconcile_once(
     workload_raw = _one(indices.workloads, (namespace, name))
     workload = WorkloadState.from_deployment(workload_raw) if workload_raw else None
     request_raw = config.answered.undecided(namespace, name, indices.requests.get((namespace, name), []))
-    evaluation = (
-        await rules.evaluate_if_due(namespace, name, spec, status, versions, at) if check.ok else None
-    )
+    with timed("evaluation"):
+        evaluation = (
+            await rules.evaluate_if_due(namespace, name, spec, status, versions, at) if check.ok else None
+        )
     situation = Situation(
         namespace=namespace,
         name=name,
@@ -258,16 +313,18 @@ async def reconcile_once(
         return RETRY_AFTER_CONFLICT
     await request_handlers.answer(namespace, name, request_raw, plan.outcomes, at, config.answered)
     if plan.hold is None:
-        await _apply_workload(
-            namespace,
-            name,
-            meta.get("uid", ""),
-            spec,
-            plan,
-            versions,
-            workload_raw,
-            _one(indices.services, (namespace, name)),
-        )
+        with timed("workload_apply"):
+            await _apply_workload(
+                namespace,
+                name,
+                meta.get("uid", ""),
+                spec,
+                plan,
+                versions,
+                workload_raw,
+                _one(indices.services, (namespace, name)),
+            )
+        await ensure_pod_monitor(namespace, name, meta, config)
     _crash_point("after-workload-patch", plan)
     post_events(_ref(namespace, name, raw), plan)
     return rules.seconds_until_due(spec, at)
@@ -293,19 +350,26 @@ async def _write_and_report(
     if not config.gate.leading():
         log.info("not leading: decision dropped", namespace=namespace, deployment=name)
         return False
+    key = (namespace, name)
+    await _conflict_point(namespace, name, plan)
     try:
-        await kube.call(
-            kube.write_status,
-            kube.DEPLOYMENTS,
-            namespace,
-            name,
-            old_status,
-            new_status,
-            raw["metadata"]["resourceVersion"],
-        )
+        with timed("status_write"):
+            written = await kube.call(
+                kube.write_status,
+                kube.DEPLOYMENTS,
+                namespace,
+                name,
+                old_status,
+                new_status,
+                raw["metadata"]["resourceVersion"],
+            )
     except kube.Conflict:
+        rule_loop.METRICS.conflicts.inc()
         log.info("status changed meanwhile; deciding again", namespace=namespace, deployment=name)
+        with contextlib.suppress(kube.ApiException):  # not re-read: the watch brings the new body
+            config.work.written(key, await kube.call(kube.read, kube.DEPLOYMENTS, namespace, name))
         return False
+    config.work.written(key, written)  # the next pass starts from this, whatever the watch has delivered
     rule_loop.record_serving(namespace, name, plan.status)
     for decision in plan.decisions:
         entry = history.current(plan.status.history, decision.revision) if decision.cause else None
@@ -325,6 +389,7 @@ def post_events(ref: kube.ObjectRef, plan: Plan) -> None:
     """Post the plan's Events in the background: best effort, and never in the way of a rollback."""
 
     async def post() -> None:
+        start = time.perf_counter()
         for decision in plan.decisions:
             try:
                 await kube.call(
@@ -332,6 +397,7 @@ def post_events(ref: kube.ObjectRef, plan: Plan) -> None:
                 )
             except kube.ApiException as error:  # the history and the audit log are the record
                 log.warning("event not posted", reason=decision.reason, error=str(error))
+        rule_loop.METRICS.observe_phase("event_post", time.perf_counter() - start)
 
     if plan.decisions:
         task = asyncio.ensure_future(post())
@@ -376,6 +442,20 @@ async def _stall_point(name: str) -> None:
     if wanted and wanted in ("*", name):
         log.warning("test stall point reached: this pass hangs", deployment=name)
         await asyncio.Event().wait()
+
+
+_CONFLICTED: set[str] = set()  # test-only: the causes whose decision met a forced 409 in this process
+
+
+async def _conflict_point(namespace: str, name: str, plan: Plan) -> None:
+    """Test-only: MODELLEDGER_TEST_CONFLICT=<cause> changes the object just before the first status write
+    of a decision with that cause, so the apiserver refuses the write with a real 409."""
+    cause = os.environ.get("MODELLEDGER_TEST_CONFLICT", "")
+    if not cause or cause in _CONFLICTED or RevisionCause(cause) not in {d.cause for d in plan.decisions}:
+        return
+    _CONFLICTED.add(cause)
+    log.warning("test conflict point reached: the object changes before the write", cause=cause)
+    await kube.call(kube.touch, kube.DEPLOYMENTS, namespace, name)
 
 
 def _crash_point(point: str, plan: Plan) -> None:

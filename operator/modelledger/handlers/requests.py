@@ -18,7 +18,7 @@ from modelledger.api import TERMINAL_PHASES, ModelDeploymentRequest, ModelDeploy
 from modelledger.api.common import GROUP, VERSION
 from modelledger.core.actors import Identity
 from modelledger.core.decision import Request, RequestOutcome
-from modelledger.handlers.context import WAKEUPS, Answered
+from modelledger.handlers.context import Answered, OperatorConfig
 
 log = structlog.get_logger("modelledger.requests")
 PLURAL = "modeldeploymentrequests"
@@ -40,8 +40,10 @@ def request_bodies(
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def request_changed(namespace: str, spec: kopf.Spec, **_: Any) -> None:
-    WAKEUPS.wake(namespace, str(spec.get("deployment", "")))
+async def request_changed(namespace: str, spec: kopf.Spec, memo: kopf.Memo, **_: Any) -> None:
+    config: OperatorConfig | None = memo.get("config")
+    if config is not None:
+        config.work.wake(namespace, str(spec.get("deployment", "")), urgent=True)  # a person waits for it
 
 
 def parse(bodies: Iterable[Mapping[str, Any]], guarded: bool) -> list[Request]:

@@ -34,7 +34,15 @@ from modelledger.api import (
 from modelledger.api.modeldeployment import Prometheus
 from modelledger.core import history, promql
 from modelledger.core.decision import Decision
-from modelledger.core.rules import QueryError, Sample, backdate, breach_onset, evaluate, invalid
+from modelledger.core.rules import (
+    QueryError,
+    Sample,
+    backdate,
+    breach_onset,
+    evaluate,
+    invalid,
+    template_values,
+)
 from modelledger.handlers.context import OperatorConfig
 
 METRICS = OperatorMetrics()
@@ -234,12 +242,9 @@ class RuleRunner:
         serving = history.current(status.history, status.current_revision)
         if not rules or serving is None or (self.next_due is not None and now < self.next_due):
             return None
-        values = {
-            "namespace": namespace,
-            "deployment": name,
-            "model": spec.model_name,
-            "version": serving.version,
-        }
+        values = template_values(
+            namespace, name, spec.model_name, serving.version, versions.get(serving.version)
+        )
         target = self.clients.resolve(spec.rollback.prometheus)
         enforce = (
             namespace if isinstance(target, Target) and target.tenancy is promql.Tenancy.ENFORCED else None

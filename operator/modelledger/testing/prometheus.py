@@ -1,11 +1,20 @@
-"""A real Prometheus (Debian's package) on loopback, scraping targets that tests add at run time."""
+"""A real Prometheus (Debian's package) on loopback, scraping targets that tests add at run time.
+
+Beside the default job `tests`, a test may give jobs of its own (e.g. the scrape config a PodMonitor
+stands for, `core.podmonitor.scrape_config`): each reads its targets from files `add_target(job=...)`
+writes, and target labels named `__meta_*` play Kubernetes service discovery for its relabelings. A test
+may also load alerting and recording rules (`rules`: the groups of a rule file).
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
+import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -15,9 +24,19 @@ from modelledger.testing.processes import Child, ProcessGroup, free_port, wait_u
 class PrometheusServer:
     """Scrapes every second; targets are file_sd entries that `add_target` writes and Prometheus watches."""
 
-    def __init__(self, workdir: Path, *, scrape_interval: str = "1s", binary: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        scrape_interval: str = "1s",
+        binary: str | None = None,
+        jobs: Sequence[dict[str, Any]] = (),
+        rules: dict[str, Any] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.scrape_interval = scrape_interval
+        self.jobs = [dict(job) for job in jobs]
+        self.rules = rules
         self.binary = binary or shutil.which("prometheus") or "/usr/bin/prometheus"
         self.port = 0
         self.processes = ProcessGroup(workdir / "logs")
@@ -39,7 +58,7 @@ class PrometheusServer:
         if not Path(self.binary).exists():
             raise FileNotFoundError(f"prometheus not found at {self.binary}: apt-get install prometheus")
         self._targets.mkdir(parents=True, exist_ok=True)
-        config = {
+        config: dict[str, Any] = {
             "global": {
                 "scrape_interval": self.scrape_interval,
                 "evaluation_interval": self.scrape_interval,
@@ -52,6 +71,15 @@ class PrometheusServer:
                 }
             ],
         }
+        for job in self.jobs:
+            folder = self._targets / job["job_name"]
+            folder.mkdir(parents=True, exist_ok=True)
+            files = [{"files": [str(folder / "*.json")], "refresh_interval": "1s"}]
+            config["scrape_configs"].append({**job, "file_sd_configs": files})
+        if self.rules is not None:
+            rule_file = self.workdir / "rules.yml"
+            rule_file.write_text(yaml.safe_dump(self.rules))
+            config["rule_files"] = [str(rule_file)]
         config_file = self.workdir / "prometheus.yml"
         config_file.write_text(yaml.safe_dump(config))
         self.port = free_port()
@@ -77,15 +105,39 @@ class PrometheusServer:
     def stop(self) -> None:
         self.processes.stop()
 
-    def add_target(self, name: str, address: str, labels: dict[str, str] | None = None) -> None:
-        """Scrape `address` (host:port) as target `name`; visible to queries once it has been scraped."""
+    def add_target(
+        self, name: str, address: str, labels: dict[str, str] | None = None, *, job: str | None = None
+    ) -> None:
+        """Scrape `address` (host:port) as target `name` (of `job`, default `tests`); visible to queries
+        once it has been scraped. Labels named `__*` are seen by the job's relabelings only."""
+        folder = self._job_folder(job)
         entry = [{"targets": [address], "labels": {"target": name, **(labels or {})}}]
-        tmp = self._targets / f".{name}.tmp"
+        tmp = folder / f".{name}.tmp"
         tmp.write_text(json.dumps(entry))
-        tmp.rename(self._targets / f"{name}.json")  # atomic, so Prometheus never reads half a file
+        tmp.rename(folder / f"{name}.json")  # atomic, so Prometheus never reads half a file
 
-    def remove_target(self, name: str) -> None:
-        (self._targets / f"{name}.json").unlink(missing_ok=True)
+    def remove_target(self, name: str, *, job: str | None = None) -> None:
+        (self._job_folder(job) / f"{name}.json").unlink(missing_ok=True)
+
+    def query(self, expression: str) -> list[dict[str, Any]]:
+        """The instant vector `expression` answers now (raises on an error or another result type)."""
+        answer = json.loads(self._get("/api/v1/query?" + urllib.parse.urlencode({"query": expression})))
+        if answer.get("status") != "success" or answer["data"]["resultType"] != "vector":
+            raise ValueError(f"{expression}: {answer}")
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts of the loaded rules, as /api/v1/alerts lists them."""
+        alerts: list[dict[str, Any]] = json.loads(self._get("/api/v1/alerts"))["data"]["alerts"]
+        return alerts
+
+    def _job_folder(self, job: str | None) -> Path:
+        if job is None or job == "tests":
+            return self._targets
+        if job not in {j["job_name"] for j in self.jobs}:
+            raise KeyError(f"no scrape job {job!r} in this Prometheus")
+        return self._targets / job
 
     def wait_for_target(self, name: str, timeout: float = 15.0) -> None:
         def up() -> bool:

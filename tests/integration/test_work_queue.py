@@ -1,0 +1,133 @@
+"""The work queue that replaced one Kopf daemon per ModelDeployment (issue 11), on the real plane: a 409
+in the middle of a rollback, a deployment deleted and created again under its name, the finalizer left
+by older operators, and a fleet of 1,100 deployments on one ModelVersion."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from prometheus_client import Gauge
+
+from modelledger.testing.access import ClusterAccess
+from tests.helpers import eventually
+from tests.operator_process import OperatorProcess
+from tests.scenario import (
+    V132,
+    V140,
+    apply,
+    cli,
+    get,
+    model_deployment,
+    stable_then_upgraded,
+    status,
+    versions,
+    wait_served,
+)
+
+FLEET = 1100
+LEGACY_FINALIZER = "modelledger.io/finalizer"
+
+
+def test_a_conflict_during_a_rollback_is_decided_again_once(
+    plane: ClusterAccess, namespace: str, operator: OperatorProcess, error_rate: Gauge
+) -> None:
+    operator.start(MODELLEDGER_TEST_CONFLICT="ManualRollback")
+    stable_then_upgraded(plane, namespace)
+    sent = cli(
+        plane, "rollback", "fraud-detector", "-n", namespace, "--reason", "409 test", "--timeout", "60"
+    )
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    wait_served(plane, namespace, V132, 3)
+    st = status(plane, namespace)
+    assert [(e.revision, e.cause.value) for e in st.history] == [
+        (3, "ManualRollback"),
+        (2, "Deploy"),
+        (1, "Deploy"),
+    ], "one history entry for the rollback"
+    log = operator.log.read_text()
+    assert "test conflict point reached" in log, "the write really met a 409"
+    assert "status changed meanwhile; deciding again" in log
+    audit = [json.loads(line) for line in (operator.workdir / "audit.jsonl").read_text().splitlines()]
+    assert [r["revision"] for r in audit if r["action"] == "RolledBack"] == [3], "one decision, one record"
+
+
+def test_a_deployment_deleted_and_created_again_starts_afresh_and_carries_no_finalizer(
+    plane: ClusterAccess, namespace: str, operator: OperatorProcess
+) -> None:
+    operator.start()
+    versions(plane, namespace)
+    apply(plane, namespace, model_deployment(V132, bake="1h"))
+    wait_served(plane, namespace, V132, 1)
+    apply(plane, namespace, model_deployment(V140, bake="1h"))
+    wait_served(plane, namespace, V140, 2)
+    first = get(plane, namespace, "mdep", "fraud-detector")
+    assert LEGACY_FINALIZER not in (first["metadata"].get("finalizers") or [])
+
+    plane.kubectl("delete", "-n", namespace, "mdep", "fraud-detector", "--wait=true", "--timeout=30s")
+    apply(plane, namespace, model_deployment(V140, bake="1h"))
+
+    def afresh() -> bool:
+        again = get(plane, namespace, "mdep", "fraud-detector")
+        history = (again.get("status") or {}).get("history") or []
+        return again["metadata"]["uid"] != first["metadata"]["uid"] and [
+            (e["revision"], e["version"]) for e in history
+        ] == [(1, V140)]
+
+    eventually(afresh, 30, "a new history for the new object")
+    verified = cli(plane, "audit", "verify", "fraud-detector", "-n", namespace)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_the_finalizer_of_older_operators_is_removed_so_deletion_completes(
+    plane: ClusterAccess, namespace: str, operator: OperatorProcess
+) -> None:
+    versions(plane, namespace)
+    legacy = model_deployment(V132)
+    legacy["metadata"]["finalizers"] = [LEGACY_FINALIZER]
+    apply(plane, namespace, legacy)  # as a daemon-based operator left it
+    operator.start()
+    eventually(
+        lambda: (
+            LEGACY_FINALIZER
+            not in (get(plane, namespace, "mdep", "fraud-detector")["metadata"].get("finalizers") or [])
+        ),
+        30,
+        "the legacy finalizer removed",
+    )
+    deleted = plane.kubectl("delete", "-n", namespace, "mdep", "fraud-detector", "--timeout=20s", check=False)
+    assert deleted.returncode == 0, deleted.stderr
+
+
+def test_eleven_hundred_deployments_on_one_model_version(
+    plane: ClusterAccess, namespace: str, operator: OperatorProcess
+) -> None:
+    operator.start()
+    versions(plane, namespace)
+    fleet = []
+    for i in range(FLEET):
+        manifest = model_deployment(V132, replicas=0, bake="1h")
+        manifest["metadata"]["name"] = f"fleet-{i:04d}"
+        fleet.append(manifest)
+    plane.kubectl("create", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(fleet), timeout=600)
+
+    def all_current() -> bool:
+        listed = json.loads(plane.kubectl("get", "mdep", "-n", namespace, "-o", "json", timeout=120).stdout)
+        phases = [(item.get("status") or {}).get("phase") for item in listed["items"]]
+        return len(phases) == FLEET and all(phase == "Healthy" for phase in phases)
+
+    eventually(all_current, 600, f"{FLEET} deployments Healthy", interval=5)
+    used = get(plane, namespace, "mv", V132)["status"]
+    eventually(
+        lambda: get(plane, namespace, "mv", V132)["status"].get("usedByCount") == FLEET,
+        120,
+        f"usedByCount {FLEET}",
+        interval=2,
+    )
+    used = get(plane, namespace, "mv", V132)["status"]
+    assert len(used["usedBy"]) <= 100, "usedBy stays capped; usedByCount carries the number"
+    deployments = json.loads(
+        plane.kubectl("get", "deployments", "-n", namespace, "-o", "json", timeout=120).stdout
+    )["items"]
+    assert len(deployments) == FLEET
+    assert all(d["spec"]["replicas"] == 0 for d in deployments)
