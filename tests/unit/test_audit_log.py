@@ -78,18 +78,17 @@ def test_a_restarted_writer_continues_the_chain_from_the_last_line(tmp_path: Pat
     assert [json.loads(line)["seq"] for line in lines] == [1, 2, 3]
 
 
-def test_a_torn_last_line_is_left_for_verify_and_the_chain_continues(tmp_path: Path) -> None:
+def test_a_torn_last_line_is_set_aside_and_the_chain_continues(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     fresh_trail(path).emit({"action": "Deployed", "namespace": "ml", "deployment": "a"})
     with path.open("a") as out:
         out.write('{"audit": true, "act')  # the process died mid-write
     fresh_trail(path).emit({"action": "MarkedStable", "namespace": "ml", "deployment": "a"})
     lines = path.read_text().splitlines(keepends=True)
-    assert len(lines) == 3
-    assert json.loads(lines[2])["seq"] == 2
-    broken = audit_chain.verify_lines(lines).broken
-    assert broken is not None
-    assert broken.line == 2
+    assert [json.loads(line)["seq"] for line in lines] == [1, 2], "nothing glued onto the torn line"
+    assert audit_chain.verify_lines(lines).ok
+    [aside] = [json.loads(line) for line in audit.torn_path(path).read_text().splitlines()]
+    assert aside["text"] == '{"audit": true, "act', "the torn bytes are kept, not dropped"
 
 
 def test_last_complete_line_reads_backwards_across_blocks(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,8 @@ from modelledger.api.modeldeployment import Aggregate, Prometheus
 from modelledger.core import promql
 from modelledger.core.rules import QueryError, Sample
 from modelledger.handlers.context import OperatorConfig
-from modelledger.handlers.rules import PrometheusClients, RuleRunner, Target
+from modelledger.handlers.engine import RuleEngine
+from modelledger.handlers.rules import Evaluation, PrometheusClients, Target, clients_for
 
 
 class FakePrometheus:
@@ -373,32 +374,38 @@ def test_a_rule_that_cannot_run_is_error_whatever_on_error_says(
     tmp_path: Path, prometheus: dict[str, str], query: str, message: str
 ) -> None:
     registry = clients(tmp_path, allow_raw_prometheus_urls=False)
-    runner = RuleRunner(registry.config)
-    assert runner.clients is registry or registry.config.prometheus_clients is runner.clients
     spec, status = spec_and_status(prometheus, query)
-    evaluation = asyncio.run(runner.evaluate_if_due("team-a", "fraud", spec, status, {}, NOW))
-    assert evaluation is not None
+    evaluation = evaluated(registry.config, spec, status)
     (rule,) = evaluation.statuses
     assert rule.state is RuleState.ERROR, "onError: Breach applies to failed queries, not to invalid rules"
     assert rule.message.startswith(message)
     assert len(rule.message) <= 256
     assert evaluation.query_errors == {}, "Prometheus was not even asked"
-    runner.clients.close()
     registry.close()
+
+
+def evaluated(config: OperatorConfig, spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> Evaluation:
+    """One engine tick for one deployment, and what its next pass reads."""
+
+    async def tick() -> Evaluation:
+        engine = RuleEngine(config, wake=lambda _key: None, leading=lambda: True)
+        assert engine.sync(("team-a", "fraud"), "uid", spec, status, {}) is None, "nothing before a tick"
+        await engine.tick(list(engine.members.values()), NOW)
+        evaluation = engine.sync(("team-a", "fraud"), "uid", spec, status, {})
+        await engine.stop()
+        assert evaluation is not None
+        return evaluation
+
+    return asyncio.run(tick())
 
 
 def test_operator_config_keeps_one_set_of_clients(tmp_path: Path) -> None:
     config = OperatorConfig()
-    assert RuleRunner(config).clients is RuleRunner(config).clients
+    assert clients_for(config) is clients_for(config)
 
 
-def test_an_evaluation_after_the_interval_only(tmp_path: Path) -> None:
-    runner = RuleRunner(OperatorConfig())
+def test_without_a_default_prometheus_the_rule_says_so(tmp_path: Path) -> None:
     spec, status = spec_and_status(None, "up")
-    first = asyncio.run(runner.evaluate_if_due("ns", "d", spec, status, {}, NOW))
-    assert first is not None
-    assert first.statuses[0].state is RuleState.ERROR
-    assert "no default Prometheus" in first.statuses[0].message
-    assert (
-        asyncio.run(runner.evaluate_if_due("ns", "d", spec, status, {}, NOW + timedelta(seconds=1))) is None
-    )
+    evaluation = evaluated(OperatorConfig(), spec, status)
+    assert evaluation.statuses[0].state is RuleState.ERROR
+    assert "no default Prometheus" in evaluation.statuses[0].message

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from wsgiref.simple_server import WSGIServer
 
@@ -135,12 +135,29 @@ class OperatorMetrics:
             "How late the operator's event loop ran a timer it set (a busy or blocked loop shows here).",
             registry=self.registry,
         )
+        self.audit_sink_healthy = Gauge(
+            "modelledger_audit_sink_healthy",
+            "1 while the --audit-log file takes records, 0 while it cannot be written (full, read-only, "
+            "I/O errors): records then wait in memory and on the operator's log (docs/audit.md).",
+            registry=self.registry,
+        )
+        self.audit_sink_healthy.set(1)
+        self.audit_records_pending = Gauge(
+            "modelledger_audit_records_pending",
+            "Audit records waiting in memory for the --audit-log file to be writable again.",
+            registry=self.registry,
+        )
         for phase in PHASES:
             self.phase_seconds.labels(phase)
         self._lock = threading.Lock()
         self._serving: dict[tuple[str, str], tuple[str, str, str]] = {}
         self._rules: dict[tuple[str, str], set[str]] = {}
         self._known: set[tuple[str, str]] = set()
+
+    def watch_audit_sink(self, healthy: Callable[[], bool], pending: Callable[[], int]) -> None:
+        """Read the audit sink's health and queue length at each scrape."""
+        self.audit_sink_healthy.set_function(lambda: 1.0 if healthy() else 0.0)
+        self.audit_records_pending.set_function(lambda: float(pending()))
 
     def set_leader(self, leading: bool) -> None:
         self.leader.set(1 if leading else 0)

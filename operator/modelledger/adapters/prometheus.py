@@ -214,11 +214,11 @@ class PrometheusAdapter:
         self.count(sample)
         return sample
 
-    async def fetch(self, promql: str) -> Any:
+    async def fetch(self, promql: str, at: float | None = None) -> Any:
         """`fetch_sync` on the adapter's thread pool, bounded by the timeout even if the thread hangs."""
         loop = asyncio.get_running_loop()
         try:
-            work = loop.run_in_executor(self._executor, self.fetch_sync, promql)
+            work = loop.run_in_executor(self._executor, self.fetch_sync, promql, at)
         except RuntimeError:  # closed (evicted from the cache) between lookup and use
             return QueryError(f"the client for {self.name} was closed; queried again next interval")
         try:
@@ -228,13 +228,17 @@ class PrometheusAdapter:
             log.warning("prometheus query failed", url=self.name, query=promql[:2000], error=message)
             return QueryError(message)
 
-    def fetch_sync(self, promql: str) -> Any:
-        """The `data.result` of an instant query, or a QueryError (a RejectedQuery when Prometheus
-        refused the query itself). Never raises for query problems."""
+    def fetch_sync(self, promql: str, at: float | None = None) -> Any:
+        """The `data.result` of an instant query (at `at`, seconds since the epoch, or now), or a
+        QueryError (a RejectedQuery when Prometheus refused the query itself). Never raises for query
+        problems."""
         started = time.monotonic()
+        params = {"timeout": f"{self.timeout:g}"}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
         try:
             # Prometheus's own timeout stops the evaluation server-side when we stop waiting.
-            result = self._client.custom_query(promql, params={"timeout": f"{self.timeout:g}"})
+            result = self._client.custom_query(promql, params=params)
         except requests.exceptions.Timeout:
             return self._failed(promql, f"timed out after {self.timeout:g}s querying {self.name}", started)
         except requests.exceptions.SSLError as error:

@@ -10,10 +10,14 @@ import argparse
 import json
 import os
 import re
+import signal
 import socket
 import ssl
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, cast
@@ -47,10 +51,27 @@ OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
 """`-o` of every read command, as kubectl's: `table` (the default), `wide` (more columns), `json`, `yaml`."""
 
 
-def add_cluster_args(parser: argparse.ArgumentParser, *, namespace: bool = True) -> None:
+def add_cluster_args(
+    parser: argparse.ArgumentParser,
+    *,
+    namespace: bool = True,
+    timeout: float = 0.0,
+    timeout_help: str | None = None,
+) -> None:
+    """kubectl's flags, and `--timeout`: a bound on the whole command (`timeout_help` says what it also
+    means to a command that waits for something, whose default is `timeout`)."""
     group = parser.add_argument_group("cluster (as kubectl)")
     group.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     group.add_argument("--context", help="kubeconfig context to use")
+    group.add_argument(
+        "--timeout",
+        type=duration_seconds,
+        default=timeout,
+        metavar="DURATION",
+        help=timeout_help
+        or "give up after this long, API requests included (exit 4): 30s, 2m, 1h, or seconds "
+        "(default: 0, no limit)",
+    )
     if namespace:
         group.add_argument("-n", "--namespace", help="namespace (default: the context's namespace)")
         group.add_argument(
@@ -182,6 +203,7 @@ class Cluster:
         contexts = dict(chosen or active or {})
         default_ns = contexts.get("context", {}).get("namespace") or "default"
         self.namespace: str = getattr(args, "namespace", None) or default_ns
+        bound_requests(self.client)
         self.objects = kubernetes.client.CustomObjectsApi(self.client)
 
     def get_deployment(self, name: str) -> dict[str, Any]:
@@ -250,6 +272,8 @@ def unreachable(error: BaseException, what: str = "the cluster") -> NoReturn:
 
 
 def describe_unreachable(error: BaseException, what: str = "the cluster") -> str:
+    if isinstance(error, CommandTimeout):
+        return error.describe(what)
     return f"cannot reach {what}{_server(error)}: {connection_problem(error)}"
 
 
@@ -283,12 +307,151 @@ def is_connection_error(error: BaseException) -> bool:
     urllib3_exceptions = sys.modules.get("urllib3.exceptions")
     if urllib3_exceptions is not None and isinstance(error, urllib3_exceptions.HTTPError):
         return True
-    return isinstance(error, ConnectionError | TimeoutError | socket.gaierror | ssl.SSLError)
+    return isinstance(error, ConnectionError | TimeoutError | socket.gaierror | ssl.SSLError | CommandTimeout)
 
 
 def _first_line(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     return text.splitlines()[0][:300]
+
+
+# --- `--timeout`: a bound on the whole command ---------------------------------------------------------
+
+WAIT_GRACE = 2.0
+"""A command that waits (`status --watch`, a request) gives up at its `--timeout` itself (exit 1); its API
+requests and the hard bound get this much longer, so an apiserver that answers is never cut off."""
+
+
+class CommandTimeout(Exception):
+    """`--timeout` ran out: raised by an API request with no time left, or by SIGALRM in the main thread.
+
+    Neither an OSError nor a TimeoutError, which urllib3 would take for a failed attempt and retry."""
+
+    def __init__(self, seconds: float, server: str = "") -> None:
+        super().__init__(f"no answer within {format_seconds(seconds)} (--timeout)")
+        self.seconds = seconds
+        self.server = server
+        """The apiserver a request was waiting for, if one was."""
+
+    def describe(self, what: str = "the cluster") -> str:
+        if self.server:
+            return f"cannot reach {what} at {self.server}: {self}"
+        return f"timed out after {format_seconds(self.seconds)} (--timeout)"
+
+
+@dataclass
+class Deadline:
+    seconds: float
+    """`--timeout` as given."""
+    soft: float
+    """`time.monotonic()` at which `--timeout` ends: a waiting command stops waiting then (exit 1)."""
+    hard: float
+    """When the command is cut off (exit 4): `soft`, plus WAIT_GRACE for a command that waits."""
+    server: str = ""
+    in_flight: int = 0
+    answered: bool = False
+
+    def left(self) -> float:
+        return self.hard - time.monotonic()
+
+    def expired(self) -> CommandTimeout:
+        """The error: naming the apiserver while a request waits for it, or if it never answered."""
+        waiting_for_it = self.in_flight > 0 or not self.answered
+        return CommandTimeout(self.seconds, self.server if waiting_for_it else "")
+
+
+_deadline: Deadline | None = None
+
+
+def deadline() -> Deadline | None:
+    """The running command's `--timeout`, if it has one."""
+    return _deadline
+
+
+@contextmanager
+def command_timeout(args: argparse.Namespace) -> Iterator[Deadline | None]:
+    """Arm `--timeout` for the command run inside: every API request of a `Cluster` is bounded by the
+    time left (`bound_requests`), and in the main thread a SIGALRM at the end interrupts whatever still
+    runs (a retried request, a DNS lookup, a credential plugin). `0` or no `--timeout`: no bound."""
+    global _deadline
+    seconds = float(getattr(args, "timeout", 0.0) or 0.0)
+    if seconds <= 0:
+        yield None
+        return
+    waits = bool(getattr(args, "waits", False) or getattr(args, "watch", False))
+    now = time.monotonic()
+    hard = seconds + (WAIT_GRACE if waits else 0.0)
+    _deadline = Deadline(seconds, now + seconds, now + hard)
+    restore: Callable[[], None] | None = None
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+        restore = _arm_alarm(_deadline, hard)
+    try:
+        yield _deadline
+    finally:
+        if restore is not None:
+            restore()
+        _deadline = None
+
+
+def _arm_alarm(armed: Deadline, seconds: float) -> Callable[[], None] | None:
+    """SIGALRM after `seconds`, unless an earlier alarm is pending (pytest-timeout's, say); the returned
+    function puts back the previous handler and what was left of the previous timer."""
+    previous_delay, previous_interval = signal.getitimer(signal.ITIMER_REAL)
+    if 0 < previous_delay <= seconds:
+        return None
+
+    def expire(_signum: int, _frame: object) -> None:
+        raise armed.expired()
+
+    started = time.monotonic()
+    previous_handler = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+    def restore() -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_handler)
+        if previous_delay > 0:
+            left = max(previous_delay - (time.monotonic() - started), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, left, previous_interval)
+
+    return restore
+
+
+def bound_requests(client: Any) -> None:
+    """Every request of this ApiClient gets at most the time `--timeout` leaves (as its
+    `_request_timeout`), and one that runs out of it raises CommandTimeout naming the server."""
+    armed = _deadline
+    if armed is None:
+        return
+    armed.server = str(getattr(client.configuration, "host", "") or "")
+    call_api = client.call_api
+
+    def bounded(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        left = armed.left()
+        if left <= 0:
+            raise CommandTimeout(armed.seconds, armed.server)
+        armed.in_flight += 1
+        try:
+            answer = call_api(*args, _request_timeout=_shorter(_request_timeout, left), **kwargs)
+            armed.answered = True
+            return answer
+        except Exception as error:
+            if is_connection_error(error) and not isinstance(error, CommandTimeout) and armed.left() < 0.1:
+                raise armed.expired() from error
+            raise
+        finally:
+            armed.in_flight -= 1
+
+    client.call_api = bounded
+
+
+def _shorter(given: Any, left: float) -> Any:
+    """The client's `_request_timeout` (none, seconds, or (connect, read)), at most `left` seconds."""
+    if isinstance(given, tuple):
+        return tuple(min(float(part), left) if part else left for part in given)
+    if isinstance(given, int | float) and given > 0:
+        return min(float(given), left)
+    return left
 
 
 def parse_deployment(raw: dict[str, Any]) -> ModelDeployment:

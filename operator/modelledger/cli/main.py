@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from modelledger.cli.common import EXIT_FAILED, is_connection_error, unreachable
+from modelledger.cli.common import EXIT_FAILED, command_timeout, is_connection_error, unreachable
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -35,8 +35,9 @@ COMMANDS: dict[str, str] = {
     "completion": "completion",
 }
 # kubectl's global flags, which a plugin user writes before the command (`kubectl modelledger -n ns
-# history x`); argparse only knows them on the subcommands, so they are moved behind it.
-GLOBAL_FLAGS = ("-n", "--namespace", "--kubeconfig", "--context")
+# history x`); argparse only knows them on the subcommands, so they are moved behind it. `--timeout`
+# (kubectl's `--request-timeout`) is one of them: every command that talks to the cluster takes it.
+GLOBAL_FLAGS = ("-n", "--namespace", "--kubeconfig", "--context", "--timeout")
 GLOBAL_SWITCHES = ("-A", "--all-namespaces")  # the same, without a value
 
 
@@ -86,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("urllib3").setLevel(logging.ERROR)
     handler: Handler = args.handler
     try:
-        return handler(args)
+        with command_timeout(args):
+            return handler(args)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

@@ -28,7 +28,7 @@ from modelledger.cli.common import (
     add_cluster_args,
     api_error,
     console,
-    duration_seconds,
+    deadline,
     fail,
     format_seconds,
     one_namespace,
@@ -65,15 +65,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     approve.set_defaults(handler=_handler(RequestAction.APPROVE))
 
     for parser in (rollback, mark, retry, approve):
-        parser.add_argument(
-            "--timeout",
-            type=duration_seconds,
-            default=60.0,
-            metavar="DURATION",
-            help="how long to wait for the operator's answer: 30s, 2m, or seconds (default: 1m; 0: do "
-            "not wait)",
+        add_cluster_args(
+            parser,
+            timeout=60.0,
+            timeout_help="how long to wait for the operator's answer (exit 1 without one; exit 4 when the "
+            "apiserver does not answer): 30s, 2m, or seconds (default: 1m; 0: do not wait)",
         )
-        add_cluster_args(parser)
+        parser.set_defaults(waits=True)  # --timeout is a wait: its API requests get common.WAIT_GRACE
 
 
 def _handler(action: RequestAction) -> Any:
@@ -134,7 +132,8 @@ def submit(args: argparse.Namespace, action: RequestAction) -> int:
 
 def wait(cluster: Cluster, name: str, timeout: float) -> int:
     """Wait for the request to be decided; print the outcome; the exit code says which."""
-    deadline = time.monotonic() + timeout
+    armed = deadline()  # --timeout counts from the command's start, when main armed it
+    until = armed.soft if armed is not None else time.monotonic() + timeout
     announced = ""
     while True:
         status = cluster.get_object(PLURAL, name, "ModelDeploymentRequest").get("status") or {}
@@ -147,9 +146,10 @@ def wait(cluster: Cluster, name: str, timeout: float) -> int:
         if phase == RequestPhase.PENDING.value and status.get("message") and status["message"] != announced:
             announced = status["message"]
             console.print(f"[yellow]Pending[/]: {announced}", highlight=False)
-        if time.monotonic() >= deadline:
+        left = until - time.monotonic()
+        if left <= 0:
             break
-        time.sleep(0.5)
+        time.sleep(min(0.5, left))
     fail(
         f"no decision on {name} within {format_seconds(timeout)} (is the operator running? does it wait for "
         "approvals?); the request stays pending",

@@ -150,6 +150,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument("--audit-log", type=Path, help="also append every audit record to this JSONL file")
     parser.add_argument(
+        "--audit-failure",
+        choices=("block", "continue"),
+        default=os.environ.get("MODELLEDGER_AUDIT_FAILURE", "block"),
+        help="while the --audit-log file cannot be written (disk full, read-only, I/O errors), people's "
+        "decisions (deploys, requests) wait (block) or go ahead with their records queued (continue); "
+        "automatic rollbacks always go ahead (default: %(default)s; env MODELLEDGER_AUDIT_FAILURE)",
+    )
+    parser.add_argument(
         "--operator-namespace",
         default=os.environ.get("MODELLEDGER_OPERATOR_NAMESPACE", "modelledger-system"),
         help="where the audit signing key (Secret) and the public keys (ConfigMap) live "
@@ -248,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
         health_endpoint=args.liveness or None,
         pod_monitors=PodMonitors(enabled=args.pod_monitors),
         workers=args.workers,
+        audit_failure=args.audit_failure,
     )
     log.info(
         "prometheus",

@@ -3,7 +3,8 @@ desired version, Healthy, as a gate for a CD pipeline (after an ArgoCD sync, say
 
 Exit 0 when the operator has seen the latest spec and the deployment is Healthy on `spec.version` (with
 `--stable`: and that revision is marked stable, i.e. it served its bakeTime with every rule passing).
-Exit 1 on RolledBack, Degraded or Failed, at the timeout, or (without --watch) while still Progressing.
+Exit 1 on RolledBack, Degraded or Failed, at the timeout, or (without --watch) while still Progressing;
+exit 4 when the apiserver does not answer (within the timeout).
 `--watch` polls until one of those happens, printing each change."""
 
 from __future__ import annotations
@@ -24,16 +25,15 @@ from modelledger.cli.common import (
     add_cluster_args,
     add_output_arg,
     api_error,
-    duration_seconds,
+    deadline,
     fail,
     format_seconds,
-    is_connection_error,
     one_namespace,
     write_document,
 )
 
 POLL_SECONDS = 1.0
-REQUEST_SECONDS = 30.0  # one GET at most: a hanging apiserver still lets --timeout end the watch
+REQUEST_SECONDS = 30.0  # one GET at most; with --timeout, never past it (common.bound_requests)
 FAILED_PHASES = frozenset({"RolledBack", "Degraded", "Failed"})
 # Status fields left out of `-o json|yaml`: `history` has a command of its own; the rest is bookkeeping.
 OMITTED = frozenset({"history", "handledRequests", "seal", "historyWatermark", "kopf"})
@@ -67,15 +67,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help="also require the serving revision to be marked stable (bakeTime with every rule passing)",
     )
-    parser.add_argument(
-        "--timeout",
-        type=duration_seconds,
-        default=0.0,
-        metavar="DURATION",
-        help="with --watch: give up (exit 1) after this long: 30s, 10m, or seconds (default: 0, no limit)",
-    )
     add_output_arg(parser)
-    add_cluster_args(parser)
+    add_cluster_args(
+        parser,
+        timeout_help="with --watch: stop waiting (exit 1) after this long; an apiserver that does not "
+        "answer in that time is exit 4: 30s, 10m, or seconds (default: 0, no limit)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -209,17 +206,17 @@ def run(args: argparse.Namespace) -> int:
         gate = judge(raw, stable=args.stable)
         printer.show(raw, gate)
         return EXIT_OK if gate.done and gate.healthy else EXIT_FAILED
-    deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
+    # --timeout counts from the command's start (main armed it); a GET it cuts off is exit 4
+    armed = deadline()
+    until = armed.soft if armed is not None else time.monotonic() + args.timeout if args.timeout > 0 else None
     gate = Gate("Pending", False, False, "not read yet")
-    while deadline is None or time.monotonic() < deadline:
-        found = _get(cluster, args.deployment, deadline)
-        if found is None:  # the GET itself ran into the deadline
-            break
+    while until is None or time.monotonic() < until:
+        found = _get(cluster, args.deployment)
         gate = judge(found, stable=args.stable)
         printer.show(found, gate)
         if gate.done:
             return EXIT_OK if gate.healthy else EXIT_FAILED
-        pause = POLL_SECONDS if deadline is None else min(POLL_SECONDS, deadline - time.monotonic())
+        pause = POLL_SECONDS if until is None else min(POLL_SECONDS, until - time.monotonic())
         if pause > 0:
             time.sleep(pause)
     fail(
@@ -232,23 +229,16 @@ def run(args: argparse.Namespace) -> int:
     )
 
 
-def _get(cluster: Cluster, name: str, deadline: float | None) -> dict[str, Any] | None:
-    """One GET, never past the deadline: None when the deadline ran out during it."""
+def _get(cluster: Cluster, name: str) -> dict[str, Any]:
+    """One GET, of at most REQUEST_SECONDS, and never past `--timeout` (and its grace)."""
     from kubernetes.client.exceptions import ApiException
 
-    limit = REQUEST_SECONDS
-    if deadline is not None:
-        limit = max(min(REQUEST_SECONDS, deadline - time.monotonic()), 0.1)
     try:
         return cast(
             dict[str, Any],
             cluster.objects.get_namespaced_custom_object(
-                GROUP, VERSION, cluster.namespace, "modeldeployments", name, _request_timeout=limit
+                GROUP, VERSION, cluster.namespace, "modeldeployments", name, _request_timeout=REQUEST_SECONDS
             ),
         )
     except ApiException as error:
         api_error(error, f"ModelDeployment {name} in namespace {cluster.namespace}")
-    except Exception as error:
-        if deadline is not None and time.monotonic() >= deadline - 0.05 and is_connection_error(error):
-            return None
-        raise

@@ -10,6 +10,11 @@ Anyone can recompute a hash chain, so since `modelledger.audit/v2` every record 
 `signature` is Ed25519 over `trust.audit_record_message(hash)` by the key `key_id`. A `v1` record (no
 signature) still verifies as a chain but counts as unsigned; once a file holds a signed record, an
 unsigned one after it was not written by the operator.
+
+`recovered` (true) and `recovered_at` mark a record written after the fact from the status history,
+because the process stopped (or the file could not be written) between the status write and the
+record (`core/audit_recovery.py`); its `ts` is the decision's own time. Records written before these
+keys existed lack them, which reads as null: the hash covers the keys a record has.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ FIELDS = (
     "digests",
     "evidence",
     "entry",
+    "recovered",
+    "recovered_at",
     "prev_hash",
     "hash",
     "key_id",

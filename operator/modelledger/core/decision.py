@@ -61,6 +61,15 @@ class RequestOutcome:
 
 
 @dataclass(frozen=True)
+class AuditSink:
+    """The audit log file as the pass found it: taking records, or not (they wait in memory)."""
+
+    healthy: bool = True
+    problem: str = ""  # why it cannot be written (the OS error), when unhealthy
+    blocks: bool = True  # --audit-failure=block: people's decisions wait while it is unhealthy
+
+
+@dataclass(frozen=True)
 class Situation:
     """Everything one reconcile decides from. `now` is injected: the core never reads the clock."""
 
@@ -82,6 +91,7 @@ class Situation:
     trust: HistoryCheck | None = None  # the status's verification; None: not checked (tests of the rest)
     signing: bool = True  # whether the operator holds a signing key
     adopt_unsigned: bool = False  # take an unsigned (pre-signing) history as it is, once, and sign on
+    audit_sink: AuditSink | None = None  # None: no audit file (the log stream only), nothing to report
 
 
 @dataclass(frozen=True)

@@ -61,9 +61,10 @@ def _decide(s: Situation) -> Plan:
     st = plan.status
     require_pinned(s, plan.serving)
     adopted = plan.adopted = _adopt(s, plan)
-    retried_by = handle_requests(s, plan)
+    people_wait = _people_wait_for_the_audit_sink(s)
+    retried_by = None if people_wait else handle_requests(s, plan)
     _handle_revocation(s, plan)
-    problem = _deploy_desired(s, plan, retried_by)
+    problem = None if people_wait else _deploy_desired(s, plan, retried_by)
     if s.rules is not None:
         st.rules = list(s.rules)
     _forget_rules_of_a_replaced_revision(s, plan)
@@ -72,6 +73,7 @@ def _decide(s: Situation) -> Plan:
     _mark_stable_after_bake(s, plan)
     _summarise(s, plan, problem, degraded)
     _verified_condition(s, plan, adopted)
+    _audit_sink_condition(s, plan, people_wait)
     st.history = history.prune(st.history, s.spec.revision_history_limit, st.current_revision)
     _set_watermark(plan)
     # Quarantine only what history still names (and the desired version: lifting it would serve it).
@@ -143,6 +145,38 @@ def _verified_condition(s: Situation, plan: Plan, adopted: bool) -> None:
         return
     reason = "Adopted" if adopted else "Signed"
     set_condition(s, plan, "HistoryVerified", True, reason, "chain, signatures and status seal verify")
+
+
+def _people_wait_for_the_audit_sink(s: Situation) -> bool:
+    """--audit-failure=block: while the audit file cannot be written, people's decisions (deploys of a
+    new spec.version, requests) wait; automatic rollbacks and revocations never do."""
+    return s.audit_sink is not None and not s.audit_sink.healthy and s.audit_sink.blocks
+
+
+def _audit_sink_condition(s: Situation, plan: Plan, people_wait: bool) -> None:
+    """AuditSinkHealthy=False while the audit file cannot be written; back to True once it can (the
+    condition appears only after a first failure)."""
+    sink = s.audit_sink
+    if sink is None:
+        return
+    if not sink.healthy:
+        effect = (
+            "people's decisions (deploys, requests) wait until it can (--audit-failure=block)"
+            if people_wait
+            else "people's decisions go ahead (--audit-failure=continue)"
+        )
+        message = (
+            f"audit records cannot be written ({sink.problem or 'unknown error'}): they are queued in "
+            f"memory and on the operator's log; automatic rollbacks go ahead, {effect}"
+        )
+        if set_condition(s, plan, "AuditSinkHealthy", False, "SinkUnwritable", message):
+            plan.decisions.append(Decision("AuditSinkUnhealthy", message[:MESSAGE_LIMIT], warning=True))
+    elif (was := condition(s.status, "AuditSinkHealthy")) is not None:
+        message = "audit records are written again; the queued ones were written in order"
+        if set_condition(s, plan, "AuditSinkHealthy", True, "SinkWritable", message) and (
+            was.status is not ConditionStatus.TRUE
+        ):
+            plan.decisions.append(Decision("AuditSinkHealthy", message))
 
 
 def _set_watermark(plan: Plan) -> None:

@@ -80,6 +80,7 @@ class OperatorConfig:
     work: Work = field(default_factory=Work)  # the deployments' queue and bodies (handlers/workers.py)
     answered: Answered = field(default_factory=Answered)  # answers written, until the index sees them
     pod_monitors: PodMonitors = field(default_factory=PodMonitors)  # --pod-monitors (.enabled) and its state
+    audit_failure: str = "block"  # --audit-failure: block (people's decisions wait) or continue
 
 
 def now() -> datetime:

@@ -35,9 +35,11 @@ from modelledger.core.decision import Plan, Situation
 from modelledger.core.health import stall_bound
 from modelledger.core.reconcile import reconcile, reject_spec
 from modelledger.core.workload import ANNOTATION_HASH, MANAGED_BY, Owner, WorkloadState, manifests
+from modelledger.handlers import audit_sink
 from modelledger.handlers import requests as request_handlers
 from modelledger.handlers import rules as rule_loop
 from modelledger.handlers.context import OperatorConfig, now
+from modelledger.handlers.engine import RuleEngine
 from modelledger.handlers.podmonitors import ensure_pod_monitor
 from modelledger.handlers.startup import FINALIZER
 
@@ -136,28 +138,22 @@ class Passes:
     def __init__(self, config: OperatorConfig, indices: Indices) -> None:
         self.config = config
         self.indices = indices
-        self.runners: dict[tuple[str, str], tuple[str, rule_loop.RuleRunner]] = {}
-
-    def _runner(self, key: tuple[str, str], uid: str) -> rule_loop.RuleRunner:
-        held = self.runners.get(key)
-        if held is None or held[0] != uid:  # new, or deleted and created again under the same name
-            held = (uid, rule_loop.RuleRunner(self.config))
-            self.runners[key] = held
-        return held[1]
+        self.engine = RuleEngine(
+            config, wake=lambda key: config.work.wake(*key, urgent=True), leading=config.gate.leading
+        )
 
     def forget(self, key: tuple[str, str]) -> None:
-        self.runners.pop(key, None)
+        self.engine.forget(key)
         self.config.progress.forget(key)
         rule_loop.METRICS.forget_deployment(*key)
 
     async def run(self, key: tuple[str, str], body: Mapping[str, Any]) -> float | None:
         namespace, name = key
         config = self.config
-        rules = self._runner(key, str(body.get("metadata", {}).get("uid", "")))
         bound = stall_bound(_interval(body), config.stall_floor)
         config.progress.begin(key, time.monotonic(), bound)
         with timed("pass"):
-            delay = await reconcile_once(namespace, name, body, config, rules, self.indices)
+            delay = await reconcile_once(namespace, name, body, config, self.engine, self.indices)
         config.progress.end(key, time.monotonic(), delay, bound)
         rule_loop.METRICS.record_pass(time.time())
         return delay
@@ -185,6 +181,8 @@ async def start_workers(
 async def stop_workers(memo: kopf.Memo, **_: Any) -> None:
     if (config := memo.get("config")) is not None:
         await config.work.stop()
+    if isinstance(passes := memo.get("passes"), Passes):
+        await passes.engine.stop()
 
 
 @contextlib.contextmanager
@@ -241,7 +239,7 @@ async def reconcile_once(
     name: str,
     body: kopf.Body,
     config: OperatorConfig,
-    rules: rule_loop.RuleRunner,
+    engine: RuleEngine,
     indices: Indices,
 ) -> float:
     """Decide and apply once; returns how long to wait before the next unprompted run."""
@@ -268,6 +266,7 @@ async def reconcile_once(
 
     subject = trust.Subject(namespace, name, str(meta.get("uid", "")))
     check = trust.check_status(status, config.keyring, subject, limit=spec.revision_history_limit)
+    sink = audit_sink.before_decision(namespace, name, status.history, check.ok, config, at)
     guarded = await kube.call(config.guards.guarded, namespace)
     referenced = {spec.version} | {entry.version for entry in status.history}
     versions = _versions(namespace, referenced, indices.versions)
@@ -276,7 +275,9 @@ async def reconcile_once(
     request_raw = config.answered.undecided(namespace, name, indices.requests.get((namespace, name), []))
     with timed("evaluation"):
         evaluation = (
-            await rules.evaluate_if_due(namespace, name, spec, status, versions, at) if check.ok else None
+            engine.sync((namespace, name), str(meta.get("uid", "")), spec, status, versions)
+            if check.ok
+            else None
         )
     situation = Situation(
         namespace=namespace,
@@ -295,6 +296,7 @@ async def reconcile_once(
         trust=check,
         signing=config.signing_key is not None,
         adopt_unsigned=config.adopt_unsigned,
+        audit_sink=sink,
     )
     plan = reconcile(situation)
     if plan.hold == "SigningKeyUnavailable":
@@ -304,7 +306,6 @@ async def reconcile_once(
     if plan.sealable and config.signing_key is not None:
         plan.status = trust.sign(plan.status, status, config.signing_key, subject, adopt=plan.adopted)
     if not await _write_and_report(namespace, name, raw, old_status, plan, config):
-        rules.next_due = None  # decide again at once, on a fresh evaluation: a 409 costs no interval
         return RETRY_AFTER_CONFLICT
     _crash_point("after-status-write", plan)
     if not config.gate.leading():
@@ -327,7 +328,7 @@ async def reconcile_once(
         await ensure_pod_monitor(namespace, name, meta, config)
     _crash_point("after-workload-patch", plan)
     post_events(_ref(namespace, name, raw), plan)
-    return rules.seconds_until_due(spec, at)
+    return spec.rollback.interval.total_seconds()  # bake time and expiries; rule changes wake us sooner
 
 
 async def _write_and_report(
@@ -371,10 +372,12 @@ async def _write_and_report(
         return False
     config.work.written(key, written)  # the next pass starts from this, whatever the watch has delivered
     rule_loop.record_serving(namespace, name, plan.status)
+    _crash_point("after-status-write-before-audit", plan)
     for decision in plan.decisions:
         entry = history.current(plan.status.history, decision.revision) if decision.cause else None
-        audit.record("ModelDeployment", namespace, name, decision, entry)
+        audit.record("ModelDeployment", namespace, name, decision, entry)  # queued if the file fails
         rule_loop.record_decision(namespace, name, decision)
+    audit_sink.after_records(config)
     return True
 
 

@@ -13,20 +13,17 @@ message naming the field. Queries are batched only with those of the same namesp
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from modelledger.adapters.batching import QueryBatcher
 from modelledger.adapters.metrics import OperatorMetrics
 from modelledger.adapters.prometheus import PrometheusAdapter, PrometheusSource, display_url, sanitise
 from modelledger.api import (
-    ModelDeploymentSpec,
     ModelDeploymentStatus,
-    ModelVersion,
     RollbackRule,
     RuleState,
     RuleStatus,
@@ -34,15 +31,6 @@ from modelledger.api import (
 from modelledger.api.modeldeployment import Prometheus
 from modelledger.core import history, promql
 from modelledger.core.decision import Decision
-from modelledger.core.rules import (
-    QueryError,
-    Sample,
-    backdate,
-    breach_onset,
-    evaluate,
-    invalid,
-    template_values,
-)
 from modelledger.handlers.context import OperatorConfig
 
 METRICS = OperatorMetrics()
@@ -194,104 +182,6 @@ class Evaluation:
     statuses: list[RuleStatus]
     query_errors: dict[str, str]
     queries: dict[str, str] = field(default_factory=dict)  # rule -> the text sent to Prometheus
-
-
-class RuleRunner:
-    """Per deployment loop: evaluates the rules every `interval`, sooner when a Pending rule comes due."""
-
-    def __init__(self, config: OperatorConfig) -> None:
-        self.config = config
-        self.clients = clients_for(config)
-        self.next_due: datetime | None = None
-
-    async def _backdate(
-        self,
-        adapter: PrometheusAdapter,
-        rule: RollbackRule,
-        query: str,
-        status: RuleStatus,
-        spec: ModelDeploymentSpec,
-        now: datetime,
-    ) -> RuleStatus:
-        """A breach first seen now may have begun up to an interval ago: ask Prometheus when."""
-        lookback = spec.rollback.interval + RANGE_STEP
-        # The client rounds times to whole seconds: end a step late so the newest point is "now".
-        points = await adapter.recent_values(
-            query, now - lookback, now + RANGE_STEP, RANGE_STEP, rule.aggregate
-        )
-        if isinstance(points, QueryError):
-            return status  # the breach counts from now, as without the look back
-        onset = breach_onset(rule, points)
-        return backdate(rule, status, onset, now) if onset is not None else status
-
-    def seconds_until_due(self, spec: ModelDeploymentSpec, now: datetime) -> float:
-        due = self.next_due or now + spec.rollback.interval
-        return max(0.05, min((due - now).total_seconds(), spec.rollback.interval.total_seconds()))
-
-    async def evaluate_if_due(
-        self,
-        namespace: str,
-        name: str,
-        spec: ModelDeploymentSpec,
-        status: ModelDeploymentStatus,
-        versions: Mapping[str, ModelVersion],
-        now: datetime,
-    ) -> Evaluation | None:
-        rules = spec.rollback.rules
-        METRICS.keep_rules(namespace, name, [rule.name for rule in rules])
-        serving = history.current(status.history, status.current_revision)
-        if not rules or serving is None or (self.next_due is not None and now < self.next_due):
-            return None
-        values = template_values(
-            namespace, name, spec.model_name, serving.version, versions.get(serving.version)
-        )
-        target = self.clients.resolve(spec.rollback.prometheus)
-        enforce = (
-            namespace if isinstance(target, Target) and target.tenancy is promql.Tenancy.ENFORCED else None
-        )
-        queries: dict[str, promql.Query] = {}
-        problems: dict[str, str] = {}  # rules that cannot be evaluated at all, and why
-        pending: dict[str, asyncio.Future[Sample]] = {}
-        for index, rule in enumerate(rules):
-            if not isinstance(target, Target):
-                problems[rule.name] = target
-                continue
-            problem = _prepare(rule, index, values, enforce, queries)
-            if problem is not None:
-                problems[rule.name] = problem
-                continue
-            pending[rule.name] = asyncio.ensure_future(
-                target.batcher.query(queries[rule.name], rule.aggregate, namespace)
-            )
-        samples = {rule_name: await future for rule_name, future in pending.items()}
-        previous = {s.name: s for s in status.rules}
-        statuses: list[RuleStatus] = []
-        for rule in rules:
-            old = previous.get(rule.name)
-            if rule.name in problems:
-                new = invalid(rule, old, problems[rule.name], now)
-            else:
-                sample = samples[rule.name]
-                new = evaluate(rule, old, sample, now)
-                fresh = new.state is RuleState.PENDING and (old is None or old.state not in BREACHING)
-                if fresh and isinstance(target, Target) and isinstance(sample, float):
-                    new = await self._backdate(target.adapter, rule, queries[rule.name].text, new, spec, now)
-            METRICS.record_rule(namespace, name, new)
-            statuses.append(old if old is not None and old.state is new.state else new)
-        self.next_due = now + spec.rollback.interval
-        for rule, state in zip(rules, statuses, strict=True):
-            if state.state is RuleState.PENDING and state.since is not None:
-                # Look again the moment the breach has lasted `for`, not up to an interval later.
-                self.next_due = min(
-                    self.next_due, max(now, state.since + rule.for_) + timedelta(milliseconds=50)
-                )
-        # PrometheusReachable is about failed queries; a rule that is invalid says so in its own status.
-        errors = {
-            rule_name: sample.message
-            for rule_name, sample in samples.items()
-            if isinstance(sample, QueryError)
-        }
-        return Evaluation(statuses, errors, {name: query.text for name, query in queries.items()})
 
 
 def _prepare(

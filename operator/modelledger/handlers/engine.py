@@ -1,0 +1,303 @@
+"""The rule engine: every deployment's rules evaluated together, on a grid, one query per rule group.
+
+Each pass tells the engine what its deployment serves and which rules it has (`sync`) and reads back
+the states of the last evaluation for that serving revision. The engine evaluates on a fixed grid per
+interval (multiples of the interval since the epoch) at an explicit evaluation time, so `for` is
+measured on data timestamps. At each tick it groups the rules by (Prometheus source, query template,
+aggregate, tenancy) and sends:
+
+- one fleet query per group whose template is fleet-safe (`core/fleet.py`, proven on the parsed
+  expression), split by the deployments' labels; on an `enforced` source a group never spans
+  namespaces;
+- otherwise each deployment's own query, coalesced per namespace and source as before
+  (`adapters/batching.py`).
+
+Rule states live here, in memory; a deployment's pass is woken (urgently) only when a rule's state
+changes, and its status records a state only when it changes. At start, or when a deployment first
+registers, the states recorded in its status are a hint (a Pending rule keeps its breach start, as
+Prometheus restores ALERTS_FOR_STATE); a rollback still needs a fresh evaluation by this engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+
+from modelledger.adapters.prometheus import PrometheusAdapter, RejectedQuery, to_sample
+from modelledger.api import ModelDeploymentSpec, ModelDeploymentStatus, ModelVersion, RollbackRule, RuleState
+from modelledger.api.modeldeployment import RuleStatus
+from modelledger.core import fleet, history, promql
+from modelledger.core.rules import (
+    QueryError,
+    Sample,
+    backdate,
+    breach_onset,
+    evaluate,
+    invalid,
+    template_values,
+)
+from modelledger.handlers.context import OperatorConfig
+from modelledger.handlers.rules import METRICS, RANGE_STEP, Evaluation, Target, _prepare, clients_for
+
+log = structlog.get_logger("modelledger.engine")
+BREACHING = (RuleState.PENDING, RuleState.BREACHED)
+FLEET_REFUSED_FOR = 600.0  # a fleet query Prometheus refused: that group goes per deployment this long
+Key = tuple[str, str]
+
+
+@dataclass
+class Member:
+    """One deployment as the engine sees it: what serves, its rules, and their current states."""
+
+    key: Key
+    uid: str
+    spec: ModelDeploymentSpec
+    revision: int
+    values: dict[str, str]
+    states: dict[str, RuleStatus] = field(default_factory=dict)
+    evaluation: Evaluation | None = None  # the last one, for `revision`
+
+    @property
+    def interval(self) -> float:
+        return self.spec.rollback.interval.total_seconds()
+
+
+@dataclass
+class _Asked:
+    """One rule of one member in a tick, and what it got."""
+
+    member: Member
+    index: int
+    rule: RollbackRule
+    query: promql.Query | None = None
+    problem: str | None = None
+    sample: Sample | None = None
+
+
+class RuleEngine:
+    def __init__(
+        self, config: OperatorConfig, wake: Callable[[Key], None], leading: Callable[[], bool]
+    ) -> None:
+        self.clients = clients_for(config)
+        self.wake = wake
+        self.leading = leading
+        self.members: dict[Key, Member] = {}
+        self._tickers: dict[float, asyncio.Task[None]] = {}
+        self._refused: dict[tuple[int, str], float] = {}  # (source, template) -> until (monotonic)
+        self.queries_sent = 0  # fleet and per-deployment requests, for the benchmark
+        self._backdating: set[asyncio.Future[None]] = set()
+
+    # --- what passes call ---------------------------------------------------------------------------
+
+    def sync(
+        self,
+        key: Key,
+        uid: str,
+        spec: ModelDeploymentSpec,
+        status: ModelDeploymentStatus,
+        versions: Mapping[str, ModelVersion],
+    ) -> Evaluation | None:
+        """Register the deployment as it is now; its last evaluation for what serves, if there is one."""
+        METRICS.keep_rules(key[0], key[1], [rule.name for rule in spec.rollback.rules])
+        serving = history.current(status.history, status.current_revision)
+        if not spec.rollback.rules or serving is None:
+            self.forget(key)
+            return None
+        values = template_values(
+            key[0], key[1], spec.model_name, serving.version, versions.get(serving.version)
+        )
+        member = self.members.get(key)
+        if member is None or member.uid != uid or member.revision != serving.revision:
+            hint = {s.name: s for s in status.rules} if member is None or member.uid == uid else {}
+            member = Member(key, uid, spec, serving.revision, values, states=hint)
+            self.members[key] = member
+        else:
+            member.spec, member.values = spec, values
+        self._ticker(member.interval)
+        return member.evaluation
+
+    def forget(self, key: Key) -> None:
+        self.members.pop(key, None)
+
+    async def stop(self) -> None:
+        tasks = list(self._tickers.values())
+        self._tickers.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # --- the grid --------------------------------------------------------------------------------------
+
+    def _ticker(self, interval: float) -> None:
+        if interval not in self._tickers:
+            self._tickers[interval] = asyncio.create_task(
+                self._tick_every(interval), name=f"rules {interval}s"
+            )
+
+    async def _tick_every(self, interval: float) -> None:
+        while True:
+            at = math.floor(time.time() / interval + 1) * interval  # the next grid point
+            await asyncio.sleep(max(0.0, at - time.time()))
+            members = [m for m in self.members.values() if m.interval == interval]
+            if not members:
+                self._tickers.pop(interval, None)
+                return
+            if not self.leading():
+                continue
+            try:
+                await self.tick(members, datetime.fromtimestamp(at, UTC))
+            except Exception:  # one bad tick must not end the grid
+                log.exception("rule evaluation tick failed", interval=interval)
+            METRICS.record_pass(time.time())
+
+    async def tick(self, members: list[Member], at: datetime) -> None:
+        """Evaluate these members' rules at `at`: one query per group, then step every rule's state."""
+        asked: list[_Asked] = []
+        for member in members:
+            target = self.clients.resolve(member.spec.rollback.prometheus)
+            enforce = (
+                member.key[0]
+                if isinstance(target, Target) and target.tenancy is promql.Tenancy.ENFORCED
+                else None
+            )
+            for index, rule in enumerate(member.spec.rollback.rules):
+                one = _Asked(member, index, rule)
+                if not isinstance(target, Target):
+                    one.problem = target
+                else:
+                    queries: dict[str, promql.Query] = {}
+                    one.problem = _prepare(rule, index, member.values, enforce, queries)
+                    one.query = queries.get(rule.name)
+                asked.append(one)
+        await self._sample(asked, at)
+        for member in members:
+            self._step(member, [a for a in asked if a.member is member], at)
+
+    async def _sample(self, asked: list[_Asked], at: datetime) -> None:
+        groups: dict[tuple[int, str, str, str | None], list[_Asked]] = {}
+        alone: list[_Asked] = []
+        for one in asked:
+            if one.problem is not None or one.query is None:
+                continue
+            target = self.clients.resolve(one.member.spec.rollback.prometheus)
+            assert isinstance(target, Target)
+            shape = fleet.fleet_template(one.rule.query)
+            refused = self._refused.get((id(target), one.rule.query), 0.0) > time.monotonic()
+            if isinstance(shape, str) or refused:
+                alone.append(one)
+                continue
+            tenant = one.member.key[0] if target.tenancy is promql.Tenancy.ENFORCED else None
+            groups.setdefault((id(target), one.rule.query, one.rule.aggregate.value, tenant), []).append(one)
+        jobs = [self._fleet(group, at) for group in groups.values()]
+        jobs += [self._alone(one) for one in alone]
+        await asyncio.gather(*jobs)
+
+    async def _fleet(self, group: list[_Asked], at: datetime) -> None:
+        first = group[0]
+        target = self.clients.resolve(first.member.spec.rollback.prometheus)
+        assert isinstance(target, Target)
+        shape = fleet.fleet_template(first.rule.query)
+        assert not isinstance(shape, str)
+        keys = {shape.key(one.member.values): one for one in group}
+        try:
+            text = shape.query(keys)
+            if target.tenancy is promql.Tenancy.ENFORCED:
+                text = promql.enforce_namespace(promql.parse(text), first.member.key[0]).text
+        except ValueError as error:  # cannot happen for a fleet-safe template: per deployment then
+            log.error("fleet query not built", template=first.rule.query[:200], error=str(error))
+            await asyncio.gather(*(self._alone(one) for one in group))
+            return
+        self.queries_sent += 1
+        result = await target.adapter.fetch(text, at.timestamp())
+        if isinstance(result, RejectedQuery):
+            self._refused[(id(target), first.rule.query)] = time.monotonic() + FLEET_REFUSED_FOR
+            await asyncio.gather(*(self._alone(one) for one in group))
+            return
+        if isinstance(result, QueryError):
+            for one in group:
+                one.sample = result
+            return
+        split = fleet.split(result, shape.labels, keys)
+        for member_key, one in keys.items():
+            one.sample = to_sample(split[member_key], one.rule.aggregate)
+            target.adapter.count(one.sample)
+
+    async def _alone(self, one: _Asked) -> None:
+        target = self.clients.resolve(one.member.spec.rollback.prometheus)
+        assert isinstance(target, Target)
+        assert one.query is not None
+        self.queries_sent += 1
+        one.sample = await target.batcher.query(one.query, one.rule.aggregate, one.member.key[0])
+
+    def _step(self, member: Member, asked: list[_Asked], at: datetime) -> None:
+        statuses: list[RuleStatus] = []
+        errors: dict[str, str] = {}
+        changed = member.evaluation is None
+        fresh_breaches: list[tuple[_Asked, RuleStatus]] = []
+        for one in asked:
+            old = member.states.get(one.rule.name)
+            if one.problem is not None or one.sample is None:
+                new = invalid(one.rule, old, one.problem or "not evaluated", at)
+            else:
+                new = evaluate(one.rule, old, one.sample, at)
+                if isinstance(one.sample, QueryError):
+                    errors[one.rule.name] = one.sample.message
+                fresh = new.state is RuleState.PENDING and (old is None or old.state not in BREACHING)
+                if fresh and isinstance(one.sample, float) and one.query is not None:
+                    fresh_breaches.append((one, new))
+            METRICS.record_rule(member.key[0], member.key[1], new)
+            kept = old if old is not None and old.state is new.state else new
+            changed = changed or old is None or old.state is not new.state
+            statuses.append(kept)
+            member.states[one.rule.name] = kept
+        queries = {one.rule.name: one.query.text for one in asked if one.query is not None}
+        member.evaluation = Evaluation(statuses, errors, queries)
+        if fresh_breaches:
+            task = asyncio.ensure_future(self._backdate_then_wake(member, fresh_breaches, at))
+            self._backdating.add(task)
+            task.add_done_callback(self._backdating.discard)
+        elif changed:
+            self.wake(member.key)
+
+    async def _backdate_then_wake(
+        self, member: Member, fresh: list[tuple[_Asked, RuleStatus]], at: datetime
+    ) -> None:
+        """A breach first seen at `at` may have begun up to an interval before: ask Prometheus when."""
+        target = self.clients.resolve(member.spec.rollback.prometheus)
+        if isinstance(target, Target):
+            for one, status in fresh:
+                assert one.query is not None
+                dated = await _backdate(target.adapter, one.rule, one.query.text, status, member, at)
+                if member.states.get(one.rule.name) is status:
+                    member.states[one.rule.name] = dated
+            if member.evaluation is not None:
+                statuses = [member.states.get(s.name, s) for s in member.evaluation.statuses]
+                member.evaluation = Evaluation(
+                    statuses, member.evaluation.query_errors, member.evaluation.queries
+                )
+        self.wake(member.key)
+
+
+async def _backdate(
+    adapter: PrometheusAdapter,
+    rule: RollbackRule,
+    query: str,
+    status: RuleStatus,
+    member: Member,
+    at: datetime,
+) -> RuleStatus:
+    lookback = member.spec.rollback.interval + RANGE_STEP
+    points = await adapter.recent_values(query, at - lookback, at + RANGE_STEP, RANGE_STEP, rule.aggregate)
+    if isinstance(points, QueryError):
+        return status
+    onset = breach_onset(rule, points)
+    return backdate(rule, status, onset, at) if onset is not None else status
