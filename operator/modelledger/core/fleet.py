@@ -206,29 +206,13 @@ class _FleetPrinter(promql._Printer):
             raise PromQLError(f"the metric name {name[:60]!r} needs {{__name__=...}} form")
         return f"{name}{{{','.join(body)}}}"
 
-    def _aggregate(self, node: pp.AggregateExpr) -> str:
-        op = str(node.op)
-        modifier = node.modifier
+    def _grouping(self, modifier: pp.AggModifier | None) -> str:
         if modifier is not None and modifier.type == pp.AggModifierType.Without:
-            grouping = f" without ({promql._labels(modifier.labels)})"
-        else:
-            labels = list(modifier.labels) if modifier is not None else []
-            grouping = f" by ({promql._labels([*labels, *(k for k in self.labels if k not in labels)])})"
-        arguments = [self._expr(node.expr)]
-        if node.param is not None:
-            arguments.insert(0, self._expr(node.param))
-        return f"{op}{grouping} ({', '.join(arguments)})"
+            return super()._grouping(modifier)  # fleet-safe: it names none of the keys
+        return f" by ({promql._labels(self._on_labels(modifier.labels if modifier is not None else []))})"
 
-    def _binary(self, node: pp.BinaryExpr) -> str:
-        modifier = node.modifier
-        matching = modifier.matching if modifier is not None else None
-        if matching is None or matching.type != pp.LabelModifierType.Include:
-            return super()._binary(node)
-        op = str(node.op)
-        labels = list(matching.labels)
-        words = " bool" if modifier is not None and modifier.return_bool else ""
-        words += f" on ({promql._labels([*labels, *(k for k in self.labels if k not in labels)])})"
-        return f"{self._expr(node.lhs)} {op}{words} {self._expr(node.rhs)}"
+    def _on_labels(self, labels: Sequence[str]) -> Sequence[str]:
+        return [*labels, *(key for key in self.labels if key not in labels)]
 
 
 def _matcher(label: str, values: Sequence[str]) -> str:

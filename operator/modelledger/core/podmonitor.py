@@ -19,7 +19,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from modelledger.api.common import API_VERSION
 from modelledger.core.workload import (
     MANAGED_BY,
     PORT_NAME,
@@ -71,16 +70,7 @@ def manifest(owner: Owner) -> dict[str, Any]:
             "name": owner.name,
             "namespace": owner.namespace,
             "labels": {"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/instance": owner.name},
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "ModelDeployment",
-                    "name": owner.name,
-                    "uid": owner.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [owner.reference()],
         },
         "spec": {
             "selector": {"matchLabels": selector(owner.name)},

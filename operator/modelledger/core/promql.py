@@ -582,14 +582,22 @@ class _Printer:
         op = str(node.op)
         if op not in _AGGREGATIONS:
             raise PromQLError(f"unsupported aggregation {op[:60]!r}")
-        grouping = ""
-        if node.modifier is not None:
-            keyword = "without" if node.modifier.type == pp.AggModifierType.Without else "by"
-            grouping = f" {keyword} ({_labels(node.modifier.labels)})"
+        grouping = self._grouping(node.modifier)
         arguments = [self._expr(node.expr)]
         if node.param is not None:
             arguments.insert(0, self._expr(node.param))
         return f"{op}{grouping} ({', '.join(arguments)})"
+
+    def _grouping(self, modifier: pp.AggModifier | None) -> str:
+        """An aggregation's `by (...)` / `without (...)`, as written (a subclass may widen it)."""
+        if modifier is None:
+            return ""
+        keyword = "without" if modifier.type == pp.AggModifierType.Without else "by"
+        return f" {keyword} ({_labels(modifier.labels)})"
+
+    def _on_labels(self, labels: Sequence[str]) -> Sequence[str]:
+        """The labels of a binary operation's `on (...)`, as written (a subclass may widen them)."""
+        return labels
 
     def _binary(self, node: pp.BinaryExpr) -> str:
         op = str(node.op)
@@ -604,8 +612,10 @@ class _Printer:
             if modifier.return_bool:
                 words += " bool"
             if modifier.matching is not None:
-                keyword = "on" if modifier.matching.type == pp.LabelModifierType.Include else "ignoring"
-                words += f" {keyword} ({_labels(modifier.matching.labels)})"
+                if modifier.matching.type == pp.LabelModifierType.Include:
+                    words += f" on ({_labels(self._on_labels(modifier.matching.labels))})"
+                else:
+                    words += f" ignoring ({_labels(modifier.matching.labels)})"
             card = str(modifier.card)
             if op not in _SET_OPERATORS and card in _GROUPING:
                 words += f" {_GROUPING[card]} ({_labels(modifier.group_labels or [])})"

@@ -169,6 +169,17 @@ class Owner:
     namespace: str
     uid: str
 
+    def reference(self) -> dict[str, Any]:
+        """The controlling owner reference to this ModelDeployment (deleting it deletes the object)."""
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "ModelDeployment",
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
 
 def manifests(
     owner: Owner, spec: ModelDeploymentSpec, revision: int, version: ModelVersion
@@ -207,16 +218,7 @@ def manifests(
         "name": owner.name,
         "namespace": owner.namespace,
         "labels": {**labels, **version_labels},
-        "ownerReferences": [
-            {
-                "apiVersion": API_VERSION,
-                "kind": "ModelDeployment",
-                "name": owner.name,
-                "uid": owner.uid,
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ],
+        "ownerReferences": [owner.reference()],
     }
     deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",
