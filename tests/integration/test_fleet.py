@@ -140,7 +140,10 @@ def test_the_engine_sends_one_query_per_group_and_falls_back_for_the_rest(
         return engine
 
     engine = asyncio.run(run())
-    assert engine.queries_sent == 1 + len(MEMBERS), "one fleet query, and one per deployment for the rest"
+    namespaces = len({ns for ns, _dep in MEMBERS})
+    assert engine.queries_sent == namespaces + len(MEMBERS), (
+        "one fleet query per namespace, and one per deployment for the template that is not fleet-safe"
+    )
     assert sorted(woken) == sorted(MEMBERS), "every deployment's first evaluation wakes its pass"
     adapter = PrometheusAdapter(prometheus.url)
     for ns, dep in MEMBERS:

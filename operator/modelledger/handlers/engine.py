@@ -4,11 +4,11 @@ Each pass tells the engine what its deployment serves and which rules it has (`s
 the states of the last evaluation for that serving revision. The engine evaluates on a fixed grid per
 interval (multiples of the interval since the epoch) at an explicit evaluation time, so `for` is
 measured on data timestamps. At each tick it groups the rules by (Prometheus source, query template,
-aggregate, tenancy) and sends:
+aggregate, namespace) and sends:
 
 - one fleet query per group whose template is fleet-safe (`core/fleet.py`, proven on the parsed
-  expression), split by the deployments' labels; on an `enforced` source a group never spans
-  namespaces;
+  expression), split by the deployments' labels; a group never spans namespaces, on any source, so
+  one tenant's query never shares a request with another's;
 - otherwise each deployment's own query, coalesced per namespace and source as before
   (`adapters/batching.py`).
 
@@ -183,7 +183,7 @@ class RuleEngine:
             self._step(member, [a for a in asked if a.member is member], at)
 
     async def _sample(self, asked: list[_Asked], at: datetime) -> None:
-        groups: dict[tuple[int, str, str, str | None], list[_Asked]] = {}
+        groups: dict[tuple[int, str, str, str], list[_Asked]] = {}
         alone: list[_Asked] = []
         for one in asked:
             if one.problem is not None or one.query is None:
@@ -195,7 +195,9 @@ class RuleEngine:
             if isinstance(shape, str) or refused:
                 alone.append(one)
                 continue
-            tenant = one.member.key[0] if target.tenancy is promql.Tenancy.ENFORCED else None
+            # One namespace per group, on every source: a tenant's query never shares a request with
+            # another tenant's, even where the proof of fleet-safety would allow it.
+            tenant = one.member.key[0]
             groups.setdefault((id(target), one.rule.query, one.rule.aggregate.value, tenant), []).append(one)
         jobs = [self._fleet(group, at) for group in groups.values()]
         jobs += [self._alone(one) for one in alone]
