@@ -7,7 +7,6 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -122,9 +121,7 @@ def installed_crds(plane: ClusterAccess) -> subprocess.CompletedProcess[str]:
         str(REPO_ROOT / "crds"),
     )
     for name in CRD_NAMES:
-        # Retried: right after the plane starts, kubectl's discovery may not resolve the kind yet and
-        # `wait` then fails at once instead of waiting.
-        eventually(partial(_established, plane, name), 90, f"CRD {name} Established", interval=1.0)
+        plane.wait_established(name)
     # The resources are served once Established; discovery (for short names) follows promptly.
     eventually(
         lambda: plane.kubectl("get", "mv,mdep,mdreq", "-A", check=False).returncode == 0,
@@ -132,17 +129,6 @@ def installed_crds(plane: ClusterAccess) -> subprocess.CompletedProcess[str]:
         "mv, mdep, mdreq discoverable",
     )
     return applied
-
-
-def _established(plane: ClusterAccess, name: str) -> bool:
-    waited = plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        f"customresourcedefinitions.apiextensions.k8s.io/{name}",
-        "--timeout=20s",
-        check=False,
-    )
-    return waited.returncode == 0
 
 
 IDENTITY_GUARDS = ("modelledger-requester", "modelledger-version-setter")

@@ -99,8 +99,8 @@ def test_lint_and_template_pass_a_server_side_dry_run(
         values = {**values, "watchNamespaces[0]": namespace}
     # The peering objects need Kopf's CRDs to exist for a dry run (helm install creates them first).
     plane.kubectl("apply", "--server-side", "-f", str(CHART / "crds" / "kopf-peerings.yaml"))
-    plane.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=60s")
-    plane.kubectl("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev", "--timeout=60s")
+    plane.wait_established("kopfpeerings.kopf.dev")
+    plane.wait_established("clusterkopfpeerings.kopf.dev")
     linted = helm(plane, "lint", "--strict", str(CHART), *set_args(values))
     assert "0 chart(s) failed" in linted.stdout
     args = ("template", RELEASE, str(CHART), "-n", namespace, "--include-crds", *set_args(values))

@@ -95,7 +95,7 @@ def podmonitor_crd(plane: ClusterAccess, namespace: str) -> Path:
     plane.kubectl(
         "apply", "--server-side", "--force-conflicts", "--field-manager=modelledger-tests", "-f", str(crd)
     )
-    plane.kubectl("wait", "--for=condition=Established", f"crd/{podmonitor.CRD_NAME}", "--timeout=60s")
+    plane.wait_established(podmonitor.CRD_NAME)
     eventually(lambda: _podmonitors_served(plane, namespace), 30, "PodMonitors served")
     return crd
 
