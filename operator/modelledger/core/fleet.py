@@ -103,41 +103,33 @@ def _fleet_template(template: str) -> FleetTemplate | str:
         return str(error)
     if query.type is not QueryType.VECTOR:
         return "a fleet query must be an instant vector"
-    problem = _Check(labels).why_not(query.tree)
+    problem = _why_not(query.tree, labels)
     if problem is not None:
         return problem
     return FleetTemplate(template, query.tree, labels)
 
 
-@dataclass(frozen=True)
-class _Check:
-    labels: tuple[str, ...]
-
-    def why_not(self, node: pp.Expr) -> str | None:
-        return _why_not(node, self)
-
-
-def _why_not(node: pp.Expr, check: _Check) -> str | None:
+def _why_not(node: pp.Expr, labels: tuple[str, ...]) -> str | None:
     if isinstance(node, pp.VectorSelector | pp.MatrixSelector):
         selector = node if isinstance(node, pp.VectorSelector) else node.vector_selector
-        return _selector_problem(selector, check.labels)
+        return _selector_problem(selector, labels)
     if isinstance(node, pp.NumberLiteral | pp.StringLiteral):
         return _STRING_PROBLEM if isinstance(node, pp.StringLiteral) and _mentions(node.val) else None
     if isinstance(node, pp.ParenExpr | pp.UnaryExpr | pp.SubqueryExpr):
-        return _why_not(node.expr, check)
+        return _why_not(node.expr, labels)
     if isinstance(node, pp.Call):
         if node.func.name not in LABEL_KEEPING:
             return f"{node.func.name}() does not keep each series' labels"
-        return _first(_why_not(arg, check) for arg in node.args)
+        return _first(_why_not(arg, labels) for arg in node.args)
     if isinstance(node, pp.AggregateExpr):
         grouping = node.modifier
         without = grouping is not None and grouping.type == pp.AggModifierType.Without
-        if without and grouping is not None and set(grouping.labels) & set(check.labels):
-            return f"an aggregation drops one of {', '.join(check.labels)}"
+        if without and grouping is not None and set(grouping.labels) & set(labels):
+            return f"an aggregation drops one of {', '.join(labels)}"
         if str(node.op) in {"count_values", "limitk", "limit_ratio"}:
             return f"{node.op} is not fleet-safe"
-        param = _why_not(node.param, check) if node.param is not None else None
-        return param or _why_not(node.expr, check)
+        param = _why_not(node.param, labels) if node.param is not None else None
+        return param or _why_not(node.expr, labels)
     if isinstance(node, pp.BinaryExpr):
         modifier = node.modifier
         vectors = promql.type_of(node.lhs) is not QueryType.SCALAR and promql.type_of(node.rhs) is not (
@@ -148,9 +140,9 @@ def _why_not(node: pp.Expr, check: _Check) -> str | None:
                 return "group_left / group_right are not fleet-safe"
             matching = modifier.matching
             ignoring = matching is not None and matching.type == pp.LabelModifierType.Exclude
-            if ignoring and matching is not None and set(matching.labels) & set(check.labels):
-                return f"a binary operation ignores one of {', '.join(check.labels)}"
-        return _why_not(node.lhs, check) or _why_not(node.rhs, check)
+            if ignoring and matching is not None and set(matching.labels) & set(labels):
+                return f"a binary operation ignores one of {', '.join(labels)}"
+        return _why_not(node.lhs, labels) or _why_not(node.rhs, labels)
     return f"{type(node).__name__} is not fleet-safe"
 
 

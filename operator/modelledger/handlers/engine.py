@@ -76,6 +76,7 @@ class _Asked:
     member: Member
     index: int
     rule: RollbackRule
+    target: Target | None = None  # resolved once per member and tick
     query: promql.Query | None = None
     problem: str | None = None
     sample: Sample | None = None
@@ -161,9 +162,10 @@ class RuleEngine:
 
     async def tick(self, members: list[Member], at: datetime) -> None:
         """Evaluate these members' rules at `at`: one query per group, then step every rule's state."""
-        asked: list[_Asked] = []
+        per_member: list[tuple[Member, list[_Asked]]] = []
         for member in members:
             target = self.clients.resolve(member.spec.rollback.prometheus)
+            mine: list[_Asked] = []
             enforce = (
                 member.key[0]
                 if isinstance(target, Target) and target.tenancy is promql.Tenancy.ENFORCED
@@ -174,22 +176,23 @@ class RuleEngine:
                 if not isinstance(target, Target):
                     one.problem = target
                 else:
+                    one.target = target
                     queries: dict[str, promql.Query] = {}
                     one.problem = _prepare(rule, index, member.values, enforce, queries)
                     one.query = queries.get(rule.name)
-                asked.append(one)
-        await self._sample(asked, at)
-        for member in members:
-            self._step(member, [a for a in asked if a.member is member], at)
+                mine.append(one)
+            per_member.append((member, mine))
+        await self._sample([one for _member, mine in per_member for one in mine], at)
+        for member, mine in per_member:
+            self._step(member, mine, at)
 
     async def _sample(self, asked: list[_Asked], at: datetime) -> None:
         groups: dict[tuple[int, str, str, str], list[_Asked]] = {}
         alone: list[_Asked] = []
         for one in asked:
-            if one.problem is not None or one.query is None:
+            target = one.target
+            if one.problem is not None or one.query is None or target is None:
                 continue
-            target = self.clients.resolve(one.member.spec.rollback.prometheus)
-            assert isinstance(target, Target)
             shape = fleet.fleet_template(one.rule.query)
             refused = self._refused.get((id(target), one.rule.query), 0.0) > time.monotonic()
             if isinstance(shape, str) or refused:
@@ -205,8 +208,8 @@ class RuleEngine:
 
     async def _fleet(self, group: list[_Asked], at: datetime) -> None:
         first = group[0]
-        target = self.clients.resolve(first.member.spec.rollback.prometheus)
-        assert isinstance(target, Target)
+        target = first.target
+        assert target is not None
         shape = fleet.fleet_template(first.rule.query)
         assert not isinstance(shape, str)
         keys = {shape.key(one.member.values): one for one in group}
@@ -234,11 +237,10 @@ class RuleEngine:
             target.adapter.count(one.sample)
 
     async def _alone(self, one: _Asked) -> None:
-        target = self.clients.resolve(one.member.spec.rollback.prometheus)
-        assert isinstance(target, Target)
+        assert one.target is not None
         assert one.query is not None
         self.queries_sent += 1
-        one.sample = await target.batcher.query(one.query, one.rule.aggregate, one.member.key[0])
+        one.sample = await one.target.batcher.query(one.query, one.rule.aggregate, one.member.key[0])
 
     def _step(self, member: Member, asked: list[_Asked], at: datetime) -> None:
         statuses: list[RuleStatus] = []

@@ -1,4 +1,4 @@
-"""The rule side of a deployment loop: when the rules are due, query Prometheus and step their states.
+"""What the rule engine (handlers/engine.py) queries with: Prometheus clients per source, query preparation.
 
 `status.rules[].value` is the value that moved a rule into its current state (for a Breached rule: the
 evidence); a rule whose state did not change is not rewritten, so a fluctuating metric causes no
@@ -25,7 +25,6 @@ from modelledger.adapters.prometheus import PrometheusAdapter, PrometheusSource,
 from modelledger.api import (
     ModelDeploymentStatus,
     RollbackRule,
-    RuleState,
     RuleStatus,
 )
 from modelledger.api.modeldeployment import Prometheus
@@ -34,7 +33,6 @@ from modelledger.core.decision import Decision
 from modelledger.handlers.context import OperatorConfig
 
 METRICS = OperatorMetrics()
-BREACHING = (RuleState.PENDING, RuleState.BREACHED)
 RANGE_STEP = timedelta(seconds=1)  # resolution of the look back at a fresh breach (a typical scrape interval)
 DEFAULT_SOURCE = "default"
 RAW_URL_WORKERS = 4  # threads of a client for a tenant-written URL (a source's client has 16)
