@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/local/go/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup venv system-deps binaries lint unit integration test crds demo cluster-up cluster-down bench clean kind-demo
+.PHONY: help setup venv system-deps binaries lint unit integration chaos test crds demo cluster-up cluster-down bench bench-scale clean kind-demo
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -43,7 +43,10 @@ unit: venv  ## fast tests of the pure core, no cluster
 integration: setup  ## tests against the real local plane and a real Prometheus
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-test: setup lint  ## lint + unit + integration: what .ci/run calls
+chaos: setup  ## the fault suite, full form (>= 50 kill -9, ...); CHAOS_SEED=<seed> replays one; table in .chaos/
+	CHAOS_FULL=1 $(BIN)/pytest tests/chaos -s $(PYTEST_ARGS)
+
+test: setup lint  ## lint + unit + integration (+ the fault suite's short form): what .ci/run calls
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 crds: venv  ## regenerate crds/ and docs/api.md from the pydantic models (and the chart's copy)
@@ -62,8 +65,13 @@ demo: setup  ## the demo on the local plane, set up and torn down
 kind-demo: venv  ## with Docker + kind: kind cluster, image, helm install, a rollback (cluster kept)
 	@bash deploy/kind/demo.sh
 
-bench: setup  ## benchmarks; print tables
-	@for b in bench/*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(BIN)/python "$$b"; done
+bench: setup  ## benchmarks for N <= 1000 (about 40 minutes); print tables (docs/benchmarks.md)
+	$(BIN)/python bench/plane_startup.py
+	$(BIN)/python bench/rollback_latency.py --sizes 1,100,1000 --interval 1s
+	$(BIN)/python bench/cold_start.py --deployments 1000 --versions 10000
+
+bench-scale: setup  ## 10,000 deployments x 3 rules, interval 5 s, 1 % breaching at once (about an hour)
+	$(BIN)/python bench/rollback_latency.py --sizes 10000 --interval 5s --breach-fraction 0.01 --replicas 0
 
 clean:  ## remove the venv and the plane's state (the binary cache stays)
 	rm -rf $(VENV) .plane .mypy_cache .ruff_cache .pytest_cache

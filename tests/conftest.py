@@ -25,6 +25,8 @@ from tests.operator_process import OperatorProcess, operator_process
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CRD_NAMES = [f"{kind.plural}.{GROUP}" for kind in KINDS]
+# The session's LocalPlane, when the tests started one: the fault suite (tests/chaos) restarts its parts.
+LOCAL_PLANE = pytest.StashKey[LocalPlane]()
 # Pauses forever and is tiny: real on kind, and any image name works on kwok's fake nodes.
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 
@@ -56,6 +58,7 @@ def plane(
         yield from _kind_cluster(request)
     else:
         with LocalPlane(tmp_path_factory.mktemp("plane")) as local:
+            request.config.stash[LOCAL_PLANE] = local
             yield local.access
 
 

@@ -183,7 +183,10 @@ def test_a_query_without_the_namespace_is_a_warning_and_strict_fails_on_it(tmp_p
     path = tmp_path / "md.yaml"
     path.write_text(yaml.safe_dump(with_query("sum(rate(model_errors_total[1m]))")))
     problems = lint_documents(yaml.safe_load(path.read_text()))
-    assert [(p.severity, p.path) for p in problems] == [("warning", f"{RULE}.query")]
+    assert [(p.severity, p.path) for p in problems] == [
+        ("note", f"{RULE}.query"),
+        ("warning", f"{RULE}.query"),
+    ]
     assert main(["lint", str(path)]) == 0
     assert main(["lint", "--strict", str(path)]) == 1
 
@@ -316,9 +319,28 @@ def test_many_manifests_stay_fast(tmp_path: Path) -> None:
 
 def test_placeholders_version_and_version_name_pass_and_the_version_label_against_a_name_warns() -> None:
     good = 'max(m{namespace="{{namespace}}", version="{{version}}", mv="{{ versionName }}"})'
-    assert lint_documents(with_query(good)) == []
-    wrong = lint_documents(with_query('max(m{namespace="{{namespace}}", version="{{versionName}}"})'))
+    assert [p for p in lint_documents(with_query(good)) if p.severity != "note"] == []
+    wrong = [
+        p
+        for p in lint_documents(with_query('max(m{namespace="{{namespace}}", version="{{versionName}}"})'))
+        if p.severity != "note"
+    ]
     assert [(p.severity, p.path) for p in wrong] == [("warning", f"{RULE}.query")]
     assert 'use version="{{version}}"' in wrong[0].message
     unknown = errors_of(with_query('max(m{namespace="{{namespace}}", version="{{semver}}"})'))
     assert [p.path for p in unknown] == [f"{RULE}.query"]
+
+
+def test_a_template_that_is_not_fleet_safe_gets_a_note_that_never_fails_the_lint(tmp_path: Path) -> None:
+    safe = 'sum(rate(errors_total{namespace="{{namespace}}", deployment="{{deployment}}"}[1m]))'
+    assert lint_documents(with_query(safe)) == []
+    path = tmp_path / "md.yaml"
+    path.write_text(
+        yaml.safe_dump(with_query('absent(up{namespace="{{namespace}}", deployment="{{deployment}}"})'))
+    )
+    [note] = lint_documents(yaml.safe_load(path.read_text()))
+    assert (note.severity, note.path) == ("note", f"{RULE}.query")
+    assert note.message.startswith("not fleet-safe (")
+    assert str(note).startswith(f"m.yaml:{note.line}: {RULE}.query: note: not fleet-safe (absent()")
+    assert note.github().startswith("::notice file=")
+    assert main(["lint", "--strict", str(path)]) == 0, "a note is not a problem, even with --strict"

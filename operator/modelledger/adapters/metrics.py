@@ -34,6 +34,7 @@ QUERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 ROLLBACK_CAUSES = tuple(cause.value for cause in RevisionCause if cause is not RevisionCause.DEPLOY)
 
 
+NOTIFICATION_RESULTS = ("sent", "retried", "failed", "dropped")
 PHASES = ("queue_wait", "pass", "evaluation", "status_write", "workload_apply", "event_post")
 
 
@@ -135,6 +136,20 @@ class OperatorMetrics:
             "How late the operator's event loop ran a timer it set (a busy or blocked loop shows here).",
             registry=self.registry,
         )
+        self.tick_requests = Gauge(
+            "modelledger_rule_tick_requests",
+            "Requests to Prometheus the rule engine's last tick sent, per evaluation interval (seconds): "
+            "one per rule group (fleet-safe template and namespace) plus per-deployment queries of "
+            "templates that are not fleet-safe.",
+            ("interval",),
+            registry=self.registry,
+        )
+        self.tick_rules = Gauge(
+            "modelledger_rule_tick_rules",
+            "Rules the rule engine's last tick evaluated, per evaluation interval (seconds).",
+            ("interval",),
+            registry=self.registry,
+        )
         self.audit_sink_healthy = Gauge(
             "modelledger_audit_sink_healthy",
             "1 while the --audit-log file takes records, 0 while it cannot be written (full, read-only, "
@@ -145,6 +160,14 @@ class OperatorMetrics:
         self.audit_records_pending = Gauge(
             "modelledger_audit_records_pending",
             "Audit records waiting in memory for the --audit-log file to be writable again.",
+            registry=self.registry,
+        )
+        self.notifications = Counter(
+            "modelledger_notifications",
+            "Notification outcomes per receiver (docs/notifications.md): sent, retried (an attempt failed, "
+            "another follows), failed (refused, or the retry budget ran out), dropped (queue full, or the "
+            "operator stopped first).",
+            ("receiver", "result"),
             registry=self.registry,
         )
         for phase in PHASES:
@@ -165,6 +188,20 @@ class OperatorMetrics:
     def record_pass(self, at: float) -> None:
         """A deployment loop finished a pass at `at` (seconds since the epoch)."""
         self.last_evaluation.set(at)
+
+    def record_tick(self, interval: float, requests: int, rules: int) -> None:
+        self.tick_requests.labels(f"{interval:g}").set(requests)
+        self.tick_rules.labels(f"{interval:g}").set(rules)
+
+    def know_receivers(self, names: Iterable[str]) -> None:
+        """Every configured receiver's counters start at 0, so the first failure shows as an increase.
+        Only the admins' receiver names become labels, never a name a tenant wrote."""
+        for name in names:
+            for result in NOTIFICATION_RESULTS:
+                self.notifications.labels(name, result)
+
+    def record_notification(self, receiver: str, result: str) -> None:
+        self.notifications.labels(receiver, result).inc()
 
     def observe_phase(self, phase: str, seconds: float) -> None:
         self.phase_seconds.labels(phase).observe(seconds)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import json
 import re
 import threading
@@ -271,9 +272,17 @@ class PrometheusAdapter:
         """The query's value at every `step` from `start` to `end` (a range query), each reduced by
         `aggregate` across series; timestamps without a finite value are left out. The client sends
         whole seconds, so `start` and `end` are rounded."""
+        series = await self.fetch_range(promql, start, end, step)
+        return series if isinstance(series, QueryError) else range_points(series, aggregate)
+
+    async def fetch_range(
+        self, promql: str, start: datetime, end: datetime, step: timedelta
+    ) -> list[dict[str, Any]] | QueryError:
+        """A range query's series as Prometheus answers them (`metric` and `values`), for a fleet query
+        that is split by labels afterwards."""
         loop = asyncio.get_running_loop()
         try:
-            work = loop.run_in_executor(self._executor, self._range_sync, promql, start, end, step, aggregate)
+            work = loop.run_in_executor(self._executor, self._range_sync, promql, start, end, step)
         except RuntimeError:
             return QueryError(f"the client for {self.name} was closed")
         try:
@@ -282,8 +291,8 @@ class PrometheusAdapter:
             return QueryError(sanitise(f"timed out after {self.timeout:g}s querying {self.name}"))
 
     def _range_sync(
-        self, promql: str, start: datetime, end: datetime, step: timedelta, aggregate: Aggregate
-    ) -> list[tuple[datetime, float]] | QueryError:
+        self, promql: str, start: datetime, end: datetime, step: timedelta
+    ) -> list[dict[str, Any]] | QueryError:
         started = time.monotonic()
         try:
             result = self._client.custom_query_range(
@@ -293,10 +302,7 @@ class PrometheusAdapter:
                 step=f"{step.total_seconds():g}s",
                 params={"timeout": f"{self.timeout:g}"},
             )
-            by_time: dict[float, list[float]] = {}
-            for series in result:
-                for at, value in series["values"]:
-                    by_time.setdefault(float(at), []).append(float(value))
+            series = [{"metric": dict(s.get("metric") or {}), "values": list(s["values"])} for s in result]
         except (
             requests.exceptions.RequestException,
             PrometheusApiClientException,
@@ -306,12 +312,7 @@ class PrometheusAdapter:
         ) as error:
             return self._failed(promql, f"range query failed: {_reason(error)}", started)
         self._observe(started)
-        points = []
-        for at, values in sorted(by_time.items()):
-            value = reduce(values, aggregate)
-            if value is not None:
-                points.append((datetime.fromtimestamp(at, UTC), value))
-        return points
+        return series
 
     def close(self, *, wait: bool = False) -> None:
         """Stop taking queries; those in flight finish, then the threads and connections go."""
@@ -349,6 +350,22 @@ class PrometheusAdapter:
             self.metrics.record_evaluation(EvaluationResult.NO_DATA)
         else:
             self.metrics.record_evaluation(EvaluationResult.VALUE)
+
+
+def range_points(series: list[dict[str, Any]], aggregate: Aggregate) -> list[tuple[datetime, float]]:
+    """A range answer's values reduced across series by `aggregate`, one point per timestamp; a
+    timestamp without a finite value, or a value that is not a number, is left out."""
+    by_time: dict[float, list[float]] = {}
+    for one in series:
+        for at, value in one.get("values") or []:
+            with contextlib.suppress(TypeError, ValueError):
+                by_time.setdefault(float(at), []).append(float(value))
+    points = []
+    for at, values in sorted(by_time.items()):
+        value = reduce(values, aggregate)
+        if value is not None:
+            points.append((datetime.fromtimestamp(at, UTC), value))
+    return points
 
 
 def to_sample(result: Any, aggregate: Aggregate) -> Sample:

@@ -28,6 +28,12 @@ LONG_TEXT = 32768
 Digest = Annotated[str, Field(pattern=DIGEST_PATTERN, max_length=71)]
 """`sha256:` followed by 64 lower-case hex digits."""
 
+# A dataset tracked by DVC may only be known by DVC's own md5 (a directory's ends in `.dir`) when its
+# content is not in the local DVC cache to hash again; artifacts and components stay sha256-only.
+DATA_DIGEST_PATTERN = r"^(sha256:[0-9a-f]{64}|md5:[0-9a-f]{32}(\.dir)?)$"
+DataDigest = Annotated[str, Field(pattern=DATA_DIGEST_PATTERN, max_length=71)]
+"""`sha256:` and 64 lower-case hex digits, or DVC's `md5:` and 32 (a directory's with `.dir` after)."""
+
 DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
 ObjectName = Annotated[str, Field(min_length=1, max_length=SHORT_TEXT, pattern=OBJECT_NAME_PATTERN)]
 Uri = Annotated[str, Field(min_length=1, max_length=URI_LENGTH)]

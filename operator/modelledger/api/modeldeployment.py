@@ -14,6 +14,7 @@ from modelledger.api.common import (
     NAME_KEYED_LIST,
     SET_LIST,
     SHORT_TEXT,
+    URI_LENGTH,
     ApiModel,
     Condition,
     Digest,
@@ -308,6 +309,58 @@ class Seal(ApiModel):
     """Ed25519 over the deployment's UID and the sha256 of the status's canonical JSON (seal left out)."""
 
 
+class GitOpsTool(StrEnum):
+    ARGOCD = "ArgoCD"
+
+
+class LineageTracking(StrEnum):
+    """Which of ArgoCD's tracking marks named the Application."""
+
+    ANNOTATION = "annotation"  # argocd.argoproj.io/tracking-id
+    LABEL = "label"  # app.kubernetes.io/instance (ArgoCD's legacy label tracking)
+
+
+class GitSource(ApiModel):
+    """One source of a multi-source Application, as synced."""
+
+    repository: Annotated[str, Field(max_length=URI_LENGTH)]
+    """The source's `repoURL`."""
+    revision: Annotated[str, Field(max_length=SHORT_TEXT)] | None = None
+    """The Git commit (or chart version) synced from it."""
+
+
+class GitOpsLineage(ApiModel):
+    """The GitOps change behind a Deploy: the Application that synced it, its repository, the synced
+    commit and who started the sync. Recorded only when the Application proves it manages this object."""
+
+    tool: Annotated[GitOpsTool, Field(strict=False)] = GitOpsTool.ARGOCD
+    """The GitOps controller: `ArgoCD`."""
+    tracked_by: Annotated[LineageTracking, Field(strict=False)]
+    """`annotation` (`argocd.argoproj.io/tracking-id`) or `label` (`app.kubernetes.io/instance`)."""
+    application: Annotated[str, Field(max_length=SHORT_TEXT * 2 + 1)] = ""
+    """The Application looked up, `namespace/name` (empty when the tracking mark could not be parsed)."""
+    trusted: bool = False
+    """Whether the Application lists this very object in `status.resources` (and lives in a namespace
+    the operator's admins allow): only then are the fields below recorded."""
+    reason: Annotated[str, Field(max_length=64)] | None = None
+    """Why the lineage is not recorded, e.g. `Forbidden`, `NotFound`, `Unreachable`, `NotListed`,
+    `NamespaceNotAllowed`, `InvalidTrackingId`, `TrackingIdMismatch`."""
+    message: Annotated[str, Field(max_length=1024)] | None = None
+    """Detail of `reason`."""
+    repository: Annotated[str, Field(max_length=URI_LENGTH)] | None = None
+    """The Git repository synced (`repoURL` of the sync's source, or of the first of its sources)."""
+    revision: Annotated[str, Field(max_length=SHORT_TEXT)] | None = None
+    """The Git commit synced (the sync result's revision, else `status.sync.revision`)."""
+    sources: Annotated[list[GitSource], Field(max_length=16)] | None = None
+    """Every source of a multi-source Application with its synced revision."""
+    initiated_by: Annotated[str, Field(max_length=USERNAME_LENGTH)] | None = None
+    """The ArgoCD user who started the sync (`operation.initiatedBy.username`), as ArgoCD recorded it."""
+    automated: bool | None = None
+    """Whether the sync was started by ArgoCD's automated sync policy."""
+    sync_started_at: Timestamp | None = None
+    """When the sync operation started (`status.operationState.startedAt`)."""
+
+
 class HistoryEntry(ApiModel):
     """One revision: a change of what serves, with its cause, actor, evidence and hash-chain link."""
 
@@ -350,6 +403,9 @@ class HistoryEntry(ApiModel):
     """Who marked it stable, signed; required whenever `stable` is true on a signed entry."""
     pipeline: PinnedPipeline | None = None
     """The pinned pipeline of the served version."""
+    gitops: GitOpsLineage | None = None
+    """Deploy entries of an object ArgoCD tracks: the Application, repository, commit and sync initiator
+    (or why they are unavailable). Hashed and signed with the rest of the entry."""
     prev_hash: Annotated[str, Field(max_length=71, pattern=r"^(sha256:[0-9a-f]{64})?$")] = ""
     """The previous revision's `hash` (empty for the first): kept so a pruned history still verifies."""
     hash: Digest

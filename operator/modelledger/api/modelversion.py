@@ -14,6 +14,7 @@ from modelledger.api.common import (
     SHORT_TEXT,
     ApiModel,
     Condition,
+    DataDigest,
     Digest,
     DnsLabel,
     ObjectName,
@@ -122,8 +123,9 @@ class Dataset(ApiModel):
     """The dataset's name, unique within the provenance."""
     uri: Uri
     """Where the dataset is stored."""
-    digest: Digest
-    """The dataset's content digest, `sha256:` followed by 64 lower-case hex digits."""
+    digest: DataDigest
+    """The dataset's content digest: `sha256:` followed by 64 lower-case hex digits, or DVC's own
+    `md5:` and 32 (`.dir` after it for a directory) where the content was not at hand to hash."""
 
 
 class Provenance(ApiModel):
@@ -136,7 +138,8 @@ class Provenance(ApiModel):
     )
     """The datasets used; names are unique."""
     training_run: Uri | None = None
-    """A link to the training run, e.g. `mlflow://runs/8d1f...` or a Kubeflow run URL."""
+    """A link to the training run: MLflow's URI form (`runs:/8d1f.../model`, `models:/fraud/3`) or
+    another system's link, such as a Kubeflow run URL."""
 
     @field_validator("data")
     @classmethod

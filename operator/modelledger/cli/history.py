@@ -14,7 +14,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from modelledger.adapters import keys
-from modelledger.api import ModelDeployment
+from modelledger.api import HistoryEntry, ModelDeployment
 from modelledger.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -119,12 +119,20 @@ def document(
     }
 
 
+def _commit(entry: HistoryEntry) -> str:
+    """The Git commit behind a Deploy (docs/gitops.md#lineage), or why it is not known."""
+    lineage = entry.gitops
+    if lineage is None:
+        return ""
+    return (lineage.revision or "?")[:12] if lineage.trusted else f"unavailable: {lineage.reason}"
+
+
 def print_table(md: ModelDeployment, namespace: str, name: str, *, wide: bool) -> None:
     status = md.status
     entries = status.history if status else []
     columns = ["REVISION", "VERSION", "CAUSE", "ACTOR", "APPROVERS", "AT", "STABLE", "REASON", "SIGNED"]
     if wide:
-        columns += ["REQUEST", "ARTIFACT", "IMAGE", "HASH"]
+        columns += ["REQUEST", "COMMIT", "ARTIFACT", "IMAGE", "HASH"]
     rows = table(f"ModelDeployment {namespace}/{name}", columns)
     for entry in entries:
         serving = status is not None and entry.revision == status.current_revision
@@ -149,6 +157,7 @@ def print_table(md: ModelDeployment, namespace: str, name: str, *, wide: bool) -
             pipeline = entry.pipeline
             cells += [
                 entry.request_name or "",
+                _commit(entry),
                 pipeline.artifact_digest.removeprefix("sha256:")[:12] if pipeline else "",
                 pipeline.image if pipeline else "",
                 entry.hash.removeprefix("sha256:")[:12],

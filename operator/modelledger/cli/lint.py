@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 from modelledger.api import ModelDeployment, ModelDeploymentRequest, ModelVersion
 from modelledger.api.common import GROUP, OBJECT_NAME_PATTERN, VERSION
 from modelledger.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from modelledger.core import promql
+from modelledger.core import fleet, promql
 
 MODELS: dict[str, type[BaseModel]] = {
     "ModelVersion": ModelVersion,
@@ -65,13 +65,14 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}: " + (f"{self.path}: " if self.path else "")
-        return where + ("warning: " if self.severity == "warning" else "") + self.message
+        return where + ("" if self.severity == "error" else f"{self.severity}: ") + self.message
 
     def github(self) -> str:
         """A GitHub Actions workflow command: the problem as an annotation on the pull request."""
         text = (f"{self.path}: " if self.path else "") + self.message
         text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-        return f"::{self.severity} file={self.file},line={self.line}::{text}"
+        command = "notice" if self.severity == "note" else self.severity
+        return f"::{command} file={self.file},line={self.line}::{text}"
 
 
 @dataclass
@@ -124,6 +125,11 @@ class Result:
     def warnings(self) -> int:
         return sum(1 for p in self.problems if p.severity == "warning")
 
+    @property
+    def notes(self) -> int:
+        """Not problems: facts worth knowing (a template that is not fleet-safe)."""
+        return sum(1 for p in self.problems if p.severity == "note")
+
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
@@ -168,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(
             f"lint: {result.files} file(s), {len(result.manifests)} manifest(s)"
             + (f" ({result.skipped} other document(s) skipped)" if result.skipped else "")
-            + f": {result.errors} error(s), {result.warnings} warning(s)\n"
+            + f": {result.errors} error(s), {result.warnings} warning(s), {result.notes} note(s)\n"
         )
     failed = result.errors or (args.strict and result.warnings)
     return EXIT_FAILED if failed else EXIT_OK
@@ -459,6 +465,16 @@ def check_queries(manifest: Manifest) -> list[Problem]:
                     "matches the label version against {{versionName}}: pods export the semantic version "
                     '(spec.version of the ModelVersion) in `version`; use version="{{version}}"',
                     "warning",
+                )
+            )
+        shape = fleet.fleet_template(query)
+        if isinstance(shape, str):
+            problems.append(
+                manifest.problem(
+                    path,
+                    f"not fleet-safe ({shape}): evaluated per deployment, one query each per interval; "
+                    "fine for tens of deployments, costly for thousands (docs/rules.md, Scale)",
+                    "note",
                 )
             )
         if "namespace" not in promql.placeholders(query):

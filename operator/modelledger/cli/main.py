@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "run": "run",
     "crds": "crds",
     "lint": "lint",
+    "register": "register",
     "list": "listing",
     "status": "status",
     "history": "history",

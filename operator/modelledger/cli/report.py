@@ -4,8 +4,9 @@ range, as JSON (schema `modelledger.report/v2`), Markdown or one self-contained 
 The JSON embeds each deployment's signed history verbatim, so anyone holding the operator's public key
 can check it offline: `modelledger audit verify --report FILE --public-key KEY`.
 
-`--format` (alias `-o`, as kubectl) picks json (the default), yaml, markdown, html, or `table`/`wide`
-(a terminal summary of what served when); `--output-file FILE` writes the report there instead of
+`--format` (alias `-o`, as kubectl) picks json (the default), yaml, markdown, html, openlineage (the
+lineage as OpenLineage run events, one per line: docs/lineage.md), or `table`/`wide` (a terminal
+summary of what served when); `--output-file FILE` writes the report there instead of
 standard output."""
 
 from __future__ import annotations
@@ -38,12 +39,17 @@ from modelledger.cli.common import (
 )
 from modelledger.core import audit_chain
 from modelledger.core.signing import Keyring
-from modelledger.report import model, render_html, render_json, render_markdown
+from modelledger.report import model, render_html, render_json, render_markdown, render_openlineage
 from modelledger.report.schema import AuditLogCheck, EventRecord, Report
 
 Parsed = TypeVar("Parsed", ModelDeployment, ModelVersion)
-RENDERERS = {"json": render_json.render, "markdown": render_markdown.render, "html": render_html.render}
-FORMATS = ("json", "yaml", "markdown", "html", "table", "wide")
+RENDERERS = {
+    "json": render_json.render,
+    "markdown": render_markdown.render,
+    "html": render_html.render,
+    "openlineage": render_openlineage.render,
+}
+FORMATS = ("json", "yaml", "markdown", "html", "openlineage", "table", "wide")
 
 
 class LegacyFile(str):

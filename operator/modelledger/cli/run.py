@@ -148,6 +148,23 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "modelledger.io/pod-monitor=true, mapping its pods' labels to deployment, model, version "
         "and namespace; skipped, logged once, where the CRD is missing (env MODELLEDGER_POD_MONITORS)",
     )
+    parser.add_argument(
+        "--argocd-namespaces",
+        default=os.environ.get("MODELLEDGER_ARGOCD_NAMESPACES", "argocd"),
+        metavar="NS[,NS...]",
+        help="where ArgoCD Applications are read for the GitOps lineage of Deploy entries, and believed; "
+        "the first is ArgoCD's own namespace (docs/gitops.md#lineage; default: %(default)s; "
+        "env MODELLEDGER_ARGOCD_NAMESPACES)",
+    )
+    parser.add_argument(
+        "--notification-receivers",
+        type=Path,
+        default=os.environ.get("MODELLEDGER_NOTIFICATION_RECEIVERS") or None,
+        metavar="FILE",
+        help="YAML list of admin-defined notification receivers {name, type: webhook|slack, urlFile, "
+        "triggers, routing: default|always|named, namespaces, timeout, retryBudget, maxBackoff} "
+        "(docs/notifications.md; env MODELLEDGER_NOTIFICATION_RECEIVERS)",
+    )
     parser.add_argument("--audit-log", type=Path, help="also append every audit record to this JSONL file")
     parser.add_argument(
         "--audit-failure",
@@ -178,8 +195,9 @@ def run(args: argparse.Namespace) -> int:
     import structlog
     from rich.markup import escape
 
-    from modelledger import logs
-    from modelledger.adapters import audit, keys, kube, lease, prometheus
+    from modelledger import diagnostics, logs
+    from modelledger.adapters import audit, keys, kube, lease, notifier, prometheus
+    from modelledger.adapters.argocd import ArgoApplications
     from modelledger.adapters.podmonitors import PodMonitors
     from modelledger.cli.common import fail
     from modelledger.core.leadership import LeaseTiming
@@ -198,6 +216,12 @@ def run(args: argparse.Namespace) -> int:
             fail(escape(f"--prometheus-sources: {error}"))
     if args.prometheus_url and any(source.name == "default" for source in sources):
         fail("--prometheus-url and a source named `default` both define the default Prometheus; keep one")
+    receivers = []
+    if args.notification_receivers is not None:
+        try:
+            receivers = notifier.load_receivers(args.notification_receivers)
+        except ValueError as error:
+            fail(escape(f"--notification-receivers: {error}"))
     allow_raw = args.allow_raw_prometheus_urls
     if allow_raw is None:
         allow_raw = args.prometheus_sources is None  # a bare run keeps accepting urls, without credentials
@@ -255,9 +279,15 @@ def run(args: argparse.Namespace) -> int:
         stall_floor=args.stall_timeout,
         health_endpoint=args.liveness or None,
         pod_monitors=PodMonitors(enabled=args.pod_monitors),
+        argocd=ArgoApplications(
+            namespaces=tuple(n.strip() for n in args.argocd_namespaces.split(",") if n.strip())
+        ),
         workers=args.workers,
         audit_failure=args.audit_failure,
+        notifier=notifier.Notifier(receivers, handlers.METRICS),
     )
+    if receivers:
+        log.info("notifications", receivers=notifier.describe(receivers))
     log.info(
         "prometheus",
         default=bool(args.prometheus_url) or any(source.name == "default" for source in sources),
@@ -268,6 +298,7 @@ def run(args: argparse.Namespace) -> int:
         host, _, port = args.metrics_address.rpartition(":")
         handlers.serve_metrics(host or "0.0.0.0", int(port))
     peering = args.peering if election is None else None
+    diagnostics.from_environment()
     if election is not None:
         election.start()
     try:

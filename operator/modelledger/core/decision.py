@@ -13,6 +13,7 @@ from modelledger.api import (
     Condition,
     ConditionStatus,
     Evidence,
+    GitOpsLineage,
     HistoryEntry,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
@@ -92,6 +93,7 @@ class Situation:
     signing: bool = True  # whether the operator holds a signing key
     adopt_unsigned: bool = False  # take an unsigned (pre-signing) history as it is, once, and sign on
     audit_sink: AuditSink | None = None  # None: no audit file (the log stream only), nothing to report
+    lineage: GitOpsLineage | None = None  # the GitOps lineage of spec.version (core/gitops.py), if tracked
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,7 @@ def revision(
     evidence: Evidence | None = None,
     approvers: Sequence[str] = (),
     request_name: str | None = None,
+    gitops: GitOpsLineage | None = None,
 ) -> HistoryEntry:
     """Append a revision serving `version` and make it current."""
     st = plan.status
@@ -189,6 +192,7 @@ def revision(
         evidence=evidence,
         approvers=approvers,
         request_name=request_name,
+        gitops=gitops,
     )
     st.current_revision = st.history[0].revision
     return st.history[0]

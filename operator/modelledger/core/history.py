@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from modelledger.api import Evidence, HistoryEntry, PinnedPipeline, RevisionCause, StableMark
+from modelledger.api import Evidence, GitOpsLineage, HistoryEntry, PinnedPipeline, RevisionCause, StableMark
 
 GENESIS = ""  # the "previous hash" of the first revision
 # Not hashed: the hash itself, what changes later (stability), and the signatures over the hash.
@@ -64,6 +64,7 @@ def append(
     actor_groups: Sequence[str] = (),
     approvers: Sequence[str] = (),
     request_name: str | None = None,
+    gitops: GitOpsLineage | None = None,
 ) -> list[HistoryEntry]:
     """The history with a new newest revision, chained to the previous newest."""
     newest = history[0] if history else None
@@ -81,6 +82,7 @@ def append(
         rule=rule,
         evidence=evidence,
         pipeline=pipeline,
+        gitops=gitops,
         prev_hash=newest.hash if newest else GENESIS,
         hash="sha256:" + "0" * 64,  # replaced below, once every other field is final
     )

@@ -249,7 +249,14 @@ def _deploy_desired(s: Situation, plan: Plan, retried_by: Identity | None) -> tu
     actor = retried_by or s.spec_actor
     approvers = actor.approvers if retried_by else ()
     entry = revision(
-        s, plan, desired, RevisionCause.DEPLOY, actor, approvers=approvers, request_name=actor.request
+        s,
+        plan,
+        desired,
+        RevisionCause.DEPLOY,
+        actor,
+        approvers=approvers,
+        request_name=actor.request,
+        gitops=s.lineage,
     )
     plan.decisions.append(
         Decision(
@@ -342,22 +349,10 @@ def _revoked_without_target(s: Situation, plan: Plan) -> bool:
 def _mark_stable_after_bake(s: Situation, plan: Plan) -> None:
     """Stable = fully available, every rule passing, for bakeTime. Uses the *previous* conditions."""
     serving = plan.serving
-    if serving is None or serving.stable or s.workload is None:
+    if serving is None or serving.revision != s.status.current_revision:
         return
-    if serving.revision != s.status.current_revision or not s.workload.rolled_out(serving.revision):
-        return
-    available = condition(s.status, "Available")
-    if available is None or available.status is not ConditionStatus.TRUE:
-        return
-    healthy_since = available.last_transition_time
-    if s.spec.rollback.rules:
-        rules = plan.status.rules
-        names = {r.name for r in s.spec.rollback.rules}
-        passing = [r for r in rules if r.name in names and r.state is RuleState.PASS and r.since]
-        if len(passing) != len(names):
-            return
-        healthy_since = max([healthy_since, *(r.since for r in passing if r.since)])
-    if s.now - healthy_since < s.spec.stability.bake_time:
+    healthy_since = healthy_since_for_bake(s, s.status, plan)
+    if healthy_since is None or s.now - healthy_since < s.spec.stability.bake_time:
         return
     mark = StableMark(at=s.now, actor=BAKE_ACTOR, actor_verified=True)
     plan.status.history = history.mark_stable(plan.status.history, serving.revision, mark)
@@ -371,6 +366,25 @@ def _mark_stable_after_bake(s: Situation, plan: Plan) -> None:
             version=serving.version,
         )
     )
+
+
+def healthy_since_for_bake(s: Situation, conditions: ModelDeploymentStatus, plan: Plan) -> datetime | None:
+    """Since when the serving revision has been fully available with every rule passing (its bake
+    started), by the Available condition of `conditions`; None while it is not, or is stable already."""
+    serving = plan.serving
+    if serving is None or serving.stable or s.workload is None or not s.workload.rolled_out(serving.revision):
+        return None
+    available = condition(conditions, "Available")
+    if available is None or available.status is not ConditionStatus.TRUE:
+        return None
+    healthy_since = available.last_transition_time
+    if s.spec.rollback.rules:
+        names = {r.name for r in s.spec.rollback.rules}
+        passing = [r for r in plan.status.rules if r.name in names and r.state is RuleState.PASS and r.since]
+        if len(passing) != len(names):
+            return None
+        healthy_since = max([healthy_since, *(r.since for r in passing if r.since)])
+    return healthy_since
 
 
 def _summarise(s: Situation, plan: Plan, problem: tuple[str, str] | None, degraded: bool) -> None:

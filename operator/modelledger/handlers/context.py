@@ -9,14 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 from modelledger.adapters import kube
 from modelledger.adapters.admission import GuardCheck
+from modelledger.adapters.argocd import ArgoApplications
 from modelledger.adapters.podmonitors import PodMonitors
 from modelledger.core.health import DEFAULT_FLOOR, Progress
 from modelledger.core.promql import Tenancy
 from modelledger.core.signing import Keyring, SigningKey
+from modelledger.handlers.bookkeeping import Lane
 from modelledger.handlers.leadership import Gate
 from modelledger.handlers.workers import Work
 
 if TYPE_CHECKING:
+    from modelledger.adapters.notifier import Notifier
     from modelledger.adapters.prometheus import PrometheusSource
     from modelledger.handlers.rules import PrometheusClients
 
@@ -78,9 +81,12 @@ class OperatorConfig:
     health_endpoint: str | None = None  # --liveness: /healthz there, /readyz beside it
     workers: int = 32  # --workers: deployment passes at once
     work: Work = field(default_factory=Work)  # the deployments' queue and bodies (handlers/workers.py)
+    bookkeeping: Lane = field(default_factory=Lane)  # Events and usedBy, behind the decisions
     answered: Answered = field(default_factory=Answered)  # answers written, until the index sees them
     pod_monitors: PodMonitors = field(default_factory=PodMonitors)  # --pod-monitors (.enabled) and its state
+    argocd: ArgoApplications = field(default_factory=ArgoApplications)  # --argocd-namespaces: lineage reads
     audit_failure: str = "block"  # --audit-failure: block (people's decisions wait) or continue
+    notifier: Notifier | None = None  # --notification-receivers: the admins' receivers and their senders
 
 
 def now() -> datetime:

@@ -30,14 +30,16 @@ from modelledger.adapters import audit, kube
 from modelledger.api import ModelDeploymentSpec, ModelDeploymentStatus, ModelVersion, RevisionCause
 from modelledger.api.common import API_VERSION, GROUP, VERSION
 from modelledger.api.duration import parse_duration
-from modelledger.core import actors, history, trust
-from modelledger.core.decision import Plan, Situation
+from modelledger.core import actors, history, pacing, trust
+from modelledger.core.bodies import slim
+from modelledger.core.decision import Decision, Plan, Situation
 from modelledger.core.health import stall_bound
 from modelledger.core.reconcile import reconcile, reject_spec
 from modelledger.core.workload import ANNOTATION_HASH, MANAGED_BY, Owner, WorkloadState, manifests
-from modelledger.handlers import audit_sink
+from modelledger.handlers import audit_sink, lineage, notifications
 from modelledger.handlers import requests as request_handlers
 from modelledger.handlers import rules as rule_loop
+from modelledger.handlers.bookkeeping import Lane
 from modelledger.handlers.context import OperatorConfig, now
 from modelledger.handlers.engine import RuleEngine
 from modelledger.handlers.podmonitors import ensure_pod_monitor
@@ -53,7 +55,7 @@ RETRY_AFTER_CONFLICT = 0.0  # after a 409 the body is re-read: decide again at o
 
 @kopf.index(GROUP, VERSION, "modelversions")
 def version_bodies(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Any]:
-    return {(namespace, name): dict(body)}
+    return {(namespace, name): slim(body)}
 
 
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
@@ -175,12 +177,14 @@ async def start_workers(
     passes = Passes(config, Indices(version_bodies, workload_bodies, service_hashes, request_bodies))
     memo["passes"] = passes
     config.work.start(passes.run, config.gate, config.workers, rule_loop.METRICS)
+    config.bookkeeping.start()
 
 
 @kopf.on.cleanup()
 async def stop_workers(memo: kopf.Memo, **_: Any) -> None:
     if (config := memo.get("config")) is not None:
         await config.work.stop()
+        await config.bookkeeping.stop()
     if isinstance(passes := memo.get("passes"), Passes):
         await passes.engine.stop()
 
@@ -261,7 +265,7 @@ async def reconcile_once(
     except ValidationError as error:
         plan = reject_spec(status, error, at, meta.get("generation", 0))
         if await _write_and_report(namespace, name, raw, old_status, plan, config):
-            post_events(_ref(namespace, name, raw), plan)
+            post_events(_ref(namespace, name, raw), plan, config.bookkeeping)
         return 60.0
 
     subject = trust.Subject(namespace, name, str(meta.get("uid", "")))
@@ -279,6 +283,9 @@ async def reconcile_once(
             if check.ok
             else None
         )
+    gitops = await lineage.for_deploy(
+        namespace, name, meta, spec, status, config.argocd, requests=bool(request_raw)
+    )
     situation = Situation(
         namespace=namespace,
         name=name,
@@ -297,6 +304,7 @@ async def reconcile_once(
         signing=config.signing_key is not None,
         adopt_unsigned=config.adopt_unsigned,
         audit_sink=sink,
+        lineage=gitops,
     )
     plan = reconcile(situation)
     if plan.hold == "SigningKeyUnavailable":
@@ -327,8 +335,8 @@ async def reconcile_once(
             )
         await ensure_pod_monitor(namespace, name, meta, config)
     _crash_point("after-workload-patch", plan)
-    post_events(_ref(namespace, name, raw), plan)
-    return spec.rollback.interval.total_seconds()  # bake time and expiries; rule changes wake us sooner
+    post_events(_ref(namespace, name, raw), plan, config.bookkeeping)
+    return pacing.next_pass(situation, plan).total_seconds()  # watch events and rule changes wake us sooner
 
 
 async def _write_and_report(
@@ -378,34 +386,29 @@ async def _write_and_report(
         audit.record("ModelDeployment", namespace, name, decision, entry)  # queued if the file fails
         rule_loop.record_decision(namespace, name, decision)
     audit_sink.after_records(config)
+    notifications.decided(namespace, name, raw, old_status, plan, config)  # queued: never waits
     return True
-
-
-_POSTING: set[asyncio.Future[None]] = set()
 
 
 def _ref(namespace: str, name: str, raw: dict[str, Any]) -> kube.ObjectRef:
     return kube.ObjectRef(API_VERSION, "ModelDeployment", namespace, name, raw["metadata"].get("uid", ""))
 
 
-def post_events(ref: kube.ObjectRef, plan: Plan) -> None:
-    """Post the plan's Events in the background: best effort, and never in the way of a rollback."""
+def post_events(ref: kube.ObjectRef, plan: Plan, lane: Lane) -> None:
+    """Post the plan's Events on the bookkeeping lane: best effort, and never in the way of a rollback."""
+    for decision in plan.decisions:
 
-    async def post() -> None:
-        start = time.perf_counter()
-        for decision in plan.decisions:
+        async def post(decision: Decision = decision) -> None:
+            start = time.perf_counter()
             try:
                 await kube.call(
                     kube.post_event, ref, decision.reason, decision.message, warning=decision.warning
                 )
             except kube.ApiException as error:  # the history and the audit log are the record
                 log.warning("event not posted", reason=decision.reason, error=str(error))
-        rule_loop.METRICS.observe_phase("event_post", time.perf_counter() - start)
+            rule_loop.METRICS.observe_phase("event_post", time.perf_counter() - start)
 
-    if plan.decisions:
-        task = asyncio.ensure_future(post())
-        _POSTING.add(task)
-        task.add_done_callback(_POSTING.discard)
+        lane.submit(("Event", ref.namespace, ref.name, ref.uid, decision.reason, decision.message), post)
 
 
 async def _apply_workload(

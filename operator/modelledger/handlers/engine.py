@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,10 +31,11 @@ from datetime import UTC, datetime
 
 import structlog
 
-from modelledger.adapters.prometheus import PrometheusAdapter, RejectedQuery, to_sample
+from modelledger.adapters.prometheus import RejectedQuery, range_points, to_sample
 from modelledger.api import ModelDeploymentSpec, ModelDeploymentStatus, ModelVersion, RollbackRule, RuleState
 from modelledger.api.modeldeployment import RuleStatus
 from modelledger.core import fleet, history, promql
+from modelledger.core.health import stall_bound
 from modelledger.core.rules import (
     QueryError,
     Sample,
@@ -82,11 +84,20 @@ class _Asked:
     sample: Sample | None = None
 
 
+@dataclass
+class _Sent:
+    """Queries one tick asked for (per-deployment ones before the batcher coalesces them)."""
+
+    requests: int = 0
+
+
 class RuleEngine:
     def __init__(
         self, config: OperatorConfig, wake: Callable[[Key], None], leading: Callable[[], bool]
     ) -> None:
         self.clients = clients_for(config)
+        self.progress = config.progress
+        self.stall_floor = config.stall_floor
         self.wake = wake
         self.leading = leading
         self.members: dict[Key, Member] = {}
@@ -145,23 +156,33 @@ class RuleEngine:
             )
 
     async def _tick_every(self, interval: float) -> None:
+        """Tick on the grid while members have this interval. Each tick is progress that liveness
+        watches: a tick stuck (or a grid that stopped) for stall_bound(interval) fails /healthz."""
+        progress_key = f"rule engine, interval {interval:g}s"
+        bound = stall_bound(interval, self.stall_floor)
         while True:
             at = math.floor(time.time() / interval + 1) * interval  # the next grid point
+            self.progress.end(progress_key, time.monotonic(), at - time.time(), bound)
             await asyncio.sleep(max(0.0, at - time.time()))
             members = [m for m in self.members.values() if m.interval == interval]
             if not members:
                 self._tickers.pop(interval, None)
+                self.progress.forget(progress_key)
                 return
             if not self.leading():
                 continue
+            self.progress.begin(progress_key, time.monotonic(), bound)
+            await _stall_point()
             try:
-                await self.tick(members, datetime.fromtimestamp(at, UTC))
+                sent = await self.tick(members, datetime.fromtimestamp(at, UTC))
+                METRICS.record_tick(interval, sent, sum(len(m.spec.rollback.rules) for m in members))
             except Exception:  # one bad tick must not end the grid
                 log.exception("rule evaluation tick failed", interval=interval)
             METRICS.record_pass(time.time())
 
-    async def tick(self, members: list[Member], at: datetime) -> None:
-        """Evaluate these members' rules at `at`: one query per group, then step every rule's state."""
+    async def tick(self, members: list[Member], at: datetime) -> int:
+        """Evaluate these members' rules at `at`: one query per group, then step every rule's state.
+        Returns how many requests it sent to Prometheus."""
         per_member: list[tuple[Member, list[_Asked]]] = []
         for member in members:
             target = self.clients.resolve(member.spec.rollback.prometheus)
@@ -182,11 +203,19 @@ class RuleEngine:
                     one.query = queries.get(rule.name)
                 mine.append(one)
             per_member.append((member, mine))
-        await self._sample([one for _member, mine in per_member for one in mine], at)
+        sent = _Sent()
+        await self._sample([one for _member, mine in per_member for one in mine], at, sent)
+        fresh: list[_Fresh] = []
         for member, mine in per_member:
-            self._step(member, mine, at)
+            fresh += self._step(member, mine, at)
+        self.queries_sent += sent.requests
+        if fresh:
+            task = asyncio.ensure_future(self._backdate_then_wake(fresh, at))
+            self._backdating.add(task)
+            task.add_done_callback(self._backdating.discard)
+        return sent.requests
 
-    async def _sample(self, asked: list[_Asked], at: datetime) -> None:
+    async def _sample(self, asked: list[_Asked], at: datetime, sent: _Sent) -> None:
         groups: dict[tuple[int, str, str, str], list[_Asked]] = {}
         alone: list[_Asked] = []
         for one in asked:
@@ -202,11 +231,11 @@ class RuleEngine:
             # another tenant's, even where the proof of fleet-safety would allow it.
             tenant = one.member.key[0]
             groups.setdefault((id(target), one.rule.query, one.rule.aggregate.value, tenant), []).append(one)
-        jobs = [self._fleet(group, at) for group in groups.values()]
-        jobs += [self._alone(one) for one in alone]
+        jobs = [self._fleet(group, at, sent) for group in groups.values()]
+        jobs += [self._alone(one, sent) for one in alone]
         await asyncio.gather(*jobs)
 
-    async def _fleet(self, group: list[_Asked], at: datetime) -> None:
+    async def _fleet(self, group: list[_Asked], at: datetime, sent: _Sent) -> None:
         first = group[0]
         target = first.target
         assert target is not None
@@ -219,13 +248,13 @@ class RuleEngine:
                 text = promql.enforce_namespace(promql.parse(text), first.member.key[0]).text
         except ValueError as error:  # cannot happen for a fleet-safe template: per deployment then
             log.error("fleet query not built", template=first.rule.query[:200], error=str(error))
-            await asyncio.gather(*(self._alone(one) for one in group))
+            await asyncio.gather(*(self._alone(one, sent) for one in group))
             return
-        self.queries_sent += 1
+        sent.requests += 1
         result = await target.adapter.fetch(text, at.timestamp())
         if isinstance(result, RejectedQuery):
             self._refused[(id(target), first.rule.query)] = time.monotonic() + FLEET_REFUSED_FOR
-            await asyncio.gather(*(self._alone(one) for one in group))
+            await asyncio.gather(*(self._alone(one, sent) for one in group))
             return
         if isinstance(result, QueryError):
             for one in group:
@@ -236,17 +265,19 @@ class RuleEngine:
             one.sample = to_sample(split[member_key], one.rule.aggregate)
             target.adapter.count(one.sample)
 
-    async def _alone(self, one: _Asked) -> None:
+    async def _alone(self, one: _Asked, sent: _Sent) -> None:
         assert one.target is not None
         assert one.query is not None
-        self.queries_sent += 1
+        sent.requests += 1
         one.sample = await one.target.batcher.query(one.query, one.rule.aggregate, one.member.key[0])
 
-    def _step(self, member: Member, asked: list[_Asked], at: datetime) -> None:
+    def _step(self, member: Member, asked: list[_Asked], at: datetime) -> list[_Fresh]:
+        """Step the member's rule states; wakes its pass on a change, except for fresh breaches, which
+        are returned: they wake it once backdated."""
         statuses: list[RuleStatus] = []
         errors: dict[str, str] = {}
         changed = member.evaluation is None
-        fresh_breaches: list[tuple[_Asked, RuleStatus]] = []
+        fresh_breaches: list[_Fresh] = []
         for one in asked:
             old = member.states.get(one.rule.name)
             if one.problem is not None or one.sample is None:
@@ -257,7 +288,7 @@ class RuleEngine:
                     errors[one.rule.name] = one.sample.message
                 fresh = new.state is RuleState.PENDING and (old is None or old.state not in BREACHING)
                 if fresh and isinstance(one.sample, float) and one.query is not None:
-                    fresh_breaches.append((one, new))
+                    fresh_breaches.append(_Fresh(one, new))
             METRICS.record_rule(member.key[0], member.key[1], new)
             kept = old if old is not None and old.state is new.state else new
             changed = changed or old is None or old.state is not new.state
@@ -265,43 +296,91 @@ class RuleEngine:
             member.states[one.rule.name] = kept
         queries = {one.rule.name: one.query.text for one in asked if one.query is not None}
         member.evaluation = Evaluation(statuses, errors, queries)
-        if fresh_breaches:
-            task = asyncio.ensure_future(self._backdate_then_wake(member, fresh_breaches, at))
-            self._backdating.add(task)
-            task.add_done_callback(self._backdating.discard)
-        elif changed:
+        if not fresh_breaches and changed:
             self.wake(member.key)
+        return fresh_breaches
 
-    async def _backdate_then_wake(
-        self, member: Member, fresh: list[tuple[_Asked, RuleStatus]], at: datetime
-    ) -> None:
-        """A breach first seen at `at` may have begun up to an interval before: ask Prometheus when."""
-        target = self.clients.resolve(member.spec.rollback.prometheus)
-        if isinstance(target, Target):
-            for one, status in fresh:
-                assert one.query is not None
-                dated = await _backdate(target.adapter, one.rule, one.query.text, status, member, at)
-                if member.states.get(one.rule.name) is status:
-                    member.states[one.rule.name] = dated
+    async def _backdate_then_wake(self, fresh: list[_Fresh], at: datetime) -> None:
+        """A breach first seen at `at` may have begun up to an interval before: ask Prometheus when, with
+        one range query per fleet group (as the instant queries), then wake the passes of the members."""
+        groups: dict[tuple[int, str, str, str], list[_Fresh]] = {}
+        alone: list[_Fresh] = []
+        for one in fresh:
+            target, rule = one.asked.target, one.asked.rule
+            if target is None:
+                continue
+            refused = self._refused.get((id(target), rule.query), 0.0) > time.monotonic()
+            if isinstance(fleet.fleet_template(rule.query), str) or refused:
+                alone.append(one)
+            else:
+                tenant = one.asked.member.key[0]
+                groups.setdefault((id(target), rule.query, rule.aggregate.value, tenant), []).append(one)
+        jobs = [self._backdate_group(group, at) for group in groups.values()]
+        jobs += [self._backdate_alone(one, at) for one in alone]
+        await asyncio.gather(*jobs)
+        for member in {id(one.asked.member): one.asked.member for one in fresh}.values():
             if member.evaluation is not None:
                 statuses = [member.states.get(s.name, s) for s in member.evaluation.statuses]
                 member.evaluation = Evaluation(
                     statuses, member.evaluation.query_errors, member.evaluation.queries
                 )
-        self.wake(member.key)
+            self.wake(member.key)
+
+    async def _backdate_group(self, group: list[_Fresh], at: datetime) -> None:
+        first = group[0].asked
+        target = first.target
+        assert target is not None
+        shape = fleet.fleet_template(first.rule.query)
+        assert not isinstance(shape, str)
+        keys = {shape.key(one.asked.member.values): one for one in group}
+        try:
+            text = shape.query(keys)
+            if target.tenancy is promql.Tenancy.ENFORCED:
+                text = promql.enforce_namespace(promql.parse(text), first.member.key[0]).text
+        except ValueError:
+            await asyncio.gather(*(self._backdate_alone(one, at) for one in group))
+            return
+        start, end = _lookback(first.member, at)
+        series = await target.adapter.fetch_range(text, start, end, RANGE_STEP)
+        if isinstance(series, QueryError):
+            return  # not backdated: `for` counts from this evaluation, as without a range query
+        split = fleet.split(series, shape.labels, keys)
+        for key, one in keys.items():
+            one.onset(range_points(split[key], one.asked.rule.aggregate), at)
+
+    async def _backdate_alone(self, one: _Fresh, at: datetime) -> None:
+        asked = one.asked
+        assert asked.target is not None
+        assert asked.query is not None
+        start, end = _lookback(asked.member, at)
+        points = await asked.target.adapter.recent_values(
+            asked.query.text, start, end, RANGE_STEP, asked.rule.aggregate
+        )
+        if not isinstance(points, QueryError):
+            one.onset(points, at)
 
 
-async def _backdate(
-    adapter: PrometheusAdapter,
-    rule: RollbackRule,
-    query: str,
-    status: RuleStatus,
-    member: Member,
-    at: datetime,
-) -> RuleStatus:
-    lookback = member.spec.rollback.interval + RANGE_STEP
-    points = await adapter.recent_values(query, at - lookback, at + RANGE_STEP, RANGE_STEP, rule.aggregate)
-    if isinstance(points, QueryError):
-        return status
-    onset = breach_onset(rule, points)
-    return backdate(rule, status, onset, at) if onset is not None else status
+async def _stall_point() -> None:
+    """Test-only: MODELLEDGER_TEST_STALL=rule-engine hangs the engine's next tick, as a call without a
+    timeout would; liveness must notice."""
+    if os.environ.get("MODELLEDGER_TEST_STALL", "") == "rule-engine":
+        log.warning("test stall point reached: the rule engine's tick hangs")
+        await asyncio.Event().wait()
+
+
+@dataclass
+class _Fresh:
+    """A breach first seen by this tick, to be dated back to its onset in Prometheus's data."""
+
+    asked: _Asked
+    status: RuleStatus
+
+    def onset(self, points: list[tuple[datetime, float]], at: datetime) -> None:
+        rule, member = self.asked.rule, self.asked.member
+        onset = breach_onset(rule, points)
+        if onset is not None and member.states.get(rule.name) is self.status:
+            member.states[rule.name] = backdate(rule, self.status, onset, at)
+
+
+def _lookback(member: Member, at: datetime) -> tuple[datetime, datetime]:
+    return at - member.spec.rollback.interval - RANGE_STEP, at + RANGE_STEP

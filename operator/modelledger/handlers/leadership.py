@@ -131,8 +131,11 @@ class Health:
         stalls = self.progress.stalled(now) if leading else []
         report["stalled"] = [
             {
-                "namespace": stall.key[0] if isinstance(stall.key, tuple) else str(stall.key),
-                "deployment": stall.key[1] if isinstance(stall.key, tuple) else None,
+                **(
+                    {"namespace": stall.key[0], "deployment": stall.key[1]}
+                    if isinstance(stall.key, tuple)
+                    else {"loop": str(stall.key)}
+                ),
                 "seconds": round(stall.seconds, 1),
                 "bound": stall.bound,
                 "where": "inside a pass" if stall.busy else "next pass overdue",
@@ -140,7 +143,7 @@ class Health:
             for stall in stalls[:20]
         ]
         if stalls:
-            report["problem"] = f"{len(stalls)} deployment loop(s) made no progress within their bound"
+            report["problem"] = f"{len(stalls)} loop(s) made no progress within their bound"
         return not stalls, report
 
 
@@ -173,10 +176,13 @@ class HealthServer:
 
     async def _live(self, _request: aiohttp.web.Request) -> aiohttp.web.Response:
         ok, report = self.health.liveness(time.monotonic())
-        stalled = frozenset(f"{s['namespace']}/{s['deployment']}" for s in report.get("stalled", []))
+        stalled = frozenset(
+            s["loop"] if "loop" in s else f"{s['namespace']}/{s['deployment']}"
+            for s in report.get("stalled", [])
+        )
         if stalled != self._reported:  # say so once per change, not at every probe
             if stalled:
-                log.error("liveness failing: deployment loops stalled", stalled=sorted(stalled))
+                log.error("liveness failing: loops stalled", stalled=sorted(stalled))
             self._reported = stalled
         if not ok and not stalled:
             log.error("liveness failing", problem=report.get("problem"))

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from modelledger.handlers import deployments, leadership, requests, startup, versions
+from modelledger.handlers import deployments, leadership, notifications, requests, startup, versions
 from modelledger.handlers.rules import METRICS
 
-__all__ = ["METRICS", "deployments", "leadership", "requests", "serve_metrics", "startup", "versions"]
+__all__ = [
+    "METRICS",
+    "deployments",
+    "leadership",
+    "notifications",
+    "requests",
+    "serve_metrics",
+    "startup",
+    "versions",
+]
 
 
 def serve_metrics(host: str, port: int) -> None:

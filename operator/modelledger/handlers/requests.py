@@ -17,6 +17,7 @@ from modelledger.adapters import kube
 from modelledger.api import TERMINAL_PHASES, ModelDeploymentRequest, ModelDeploymentRequestStatus
 from modelledger.api.common import GROUP, VERSION
 from modelledger.core.actors import Identity
+from modelledger.core.bodies import slim
 from modelledger.core.decision import Request, RequestOutcome
 from modelledger.handlers.context import Answered, OperatorConfig
 
@@ -36,7 +37,7 @@ def request_bodies(
     """(namespace, deployment) → its requests not decided yet (a decided one needs nothing more)."""
     if _phase(body) in {p.value for p in TERMINAL_PHASES}:
         return None
-    return {(namespace, str(spec.get("deployment", ""))): dict(body)}
+    return {(namespace, str(spec.get("deployment", ""))): slim(body)}
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

@@ -194,23 +194,29 @@ async def deployment_event(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    """A history changed: refresh `usedBy` of the versions it names now or named before."""
+    """A history changed: refresh `usedBy` of the versions it names now or named before, on the
+    bookkeeping lane, where the refreshes of one version merge (a thousand deployments of one version
+    make one write, not a thousand)."""
     names = {entry.get("version") for entry in status.get("history") or []}
     remembered: dict[str, set[str]] = memo.setdefault("versions_by_namespace", {})
     previously = remembered.get(namespace, set())
     remembered[namespace] = previously | {n for n in names if n}
-    gate = _gate(memo)
+    config: OperatorConfig = memo["config"]
     for version_name in sorted(previously | names - {None}):
-        if not gate.leading():
-            _defer(gate, namespace, version_name, version_users, version_bodies)
-            continue
-        raw = next(iter(version_bodies.get((namespace, version_name), [])), None)
-        if raw is not None:
-            await _sync_status(
-                dict(raw),
-                _users(version_users, namespace, version_name),
-                blocked=raw.get("metadata", {}).get("deletionTimestamp") is not None,
-            )
+        refresh = functools.partial(
+            _refresh, config.gate, namespace, version_name, version_users, version_bodies
+        )
+        config.bookkeeping.submit(("usedBy", namespace, version_name), refresh)
+
+
+async def _refresh(
+    gate: Gate, namespace: str, name: str, users: kopf.Index[Any, Any], bodies: kopf.Index[Any, Any]
+) -> None:
+    """A version's status from the indices as they are when the lane gets to it."""
+    if not gate.leading():
+        _defer(gate, namespace, name, users, bodies)
+        return
+    await _catch_up(namespace, name, users, bodies)
 
 
 @kopf.on.delete(GROUP, VERSION, "modelversions", backoff=BLOCKED_RETRY)

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from modelledger.adapters.metrics import OperatorMetrics
+from modelledger.core.bodies import slim
 from modelledger.core.workqueue import WorkQueue
 from modelledger.handlers.leadership import Gate
 
@@ -48,7 +49,7 @@ class Bodies:
             old, new = _resource_version(held), _resource_version(body)
             if old is not None and new is not None and new < old:
                 return  # a watch event older than a write we already hold
-        self.bodies[key] = dict(body)
+        self.bodies[key] = slim(body)
 
     def get(self, key: Key) -> dict[str, Any] | None:
         return self.bodies.get(key)

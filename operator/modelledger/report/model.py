@@ -30,6 +30,7 @@ from modelledger.api import (
     Watermark,
 )
 from modelledger.core import actors, audit_chain, history, trust
+from modelledger.core.registration import RUN_URL_ANNOTATION
 from modelledger.core.signing import Check, Keyring
 from modelledger.report.schema import (
     AuditLogCheck,
@@ -39,6 +40,7 @@ from modelledger.report.schema import (
     DatasetRef,
     DeploymentReport,
     EventRecord,
+    GitOpsRecord,
     HistoryCheck,
     PinnedDigests,
     Quarantine,
@@ -364,6 +366,7 @@ def _changes(revisions: Sequence[Revision], keyring: Keyring | None, subject: tr
                 actor_groups=list(entry.actor_groups),
                 approvers=list(entry.approvers),
                 digests=_digests(entry.pipeline),
+                gitops=GitOpsRecord.model_validate(entry.gitops.to_wire()) if entry.gitops else None,
                 hash=entry.hash,
                 prev_hash=entry.prev_hash,
                 key_id=entry.key_id,
@@ -568,12 +571,19 @@ def _version_record(name: str, version: ModelVersion | None) -> VersionRecord:
             for d in (provenance.data if provenance else [])
         ],
         training_run=provenance.training_run if provenance else None,
+        training_run_url=_training_run_url(version),
         metrics=dict(spec.metrics),
         hyperparameters=dict(spec.hyperparameters),
         tags=list(spec.tags),
         revoked=spec.revoked,
         revocation_reason=spec.revocation_reason or None,
     )
+
+
+def _training_run_url(version: ModelVersion) -> str | None:
+    """The http(s) link `modelledger register` annotates; anything else is not shown as a link."""
+    url = str((version.metadata.get("annotations") or {}).get(RUN_URL_ANNOTATION) or "")
+    return url if url.startswith(("https://", "http://")) else None
 
 
 def check_entries(

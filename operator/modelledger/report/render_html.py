@@ -133,9 +133,10 @@ revisions pruned). <span style="color: {{ rollback }}">▼ dashed lines: rollbac
 
 <h3>Changes</h3>
 <table>
-<tr><th>Rev.</th><th>At</th><th>From</th><th>To</th><th>Cause</th><th>Actor</th><th>Verified</th><th>Approvers</th><th>Reason</th><th>Evidence</th><th>Hash</th><th>Signature</th></tr>
+<tr><th>Rev.</th><th>At</th><th>From</th><th>To</th><th>Commit</th><th>Cause</th><th>Actor</th><th>Verified</th><th>Approvers</th><th>Reason</th><th>Evidence</th><th>Hash</th><th>Signature</th></tr>
 {% for c in d.changes %}
 <tr><td>{{ c.revision }}</td><td class="t">{{ c.at | ts }}</td><td>{{ c.previous_version or "—" }}</td><td>{{ c.version }}</td>
+<td class="mono"{% if c.gitops and c.gitops.repository %} title="{{ c.gitops.repository }}"{% endif %}>{{ c.gitops | gitops }}</td>
 <td>{{ c.cause }}{% if c.rule %} ({{ c.rule }}){% endif %}</td><td>{{ c.actor }}</td><td>{{ c.actor_verified | verified }}</td>
 <td>{{ c.approvers | join(", ") or "—" }}</td><td>{{ c.reason }}</td>
 <td class="mono">{{ c.evidence | evidence }}</td><td class="mono">{{ c.hash | short }}</td>
@@ -187,7 +188,8 @@ revisions pruned). <span style="color: {{ rollback }}">▼ dashed lines: rollbac
 <td class="mono">{% for c in v.components %}{{ c.name }} {{ c.digest | short }}<br>{% endfor %}</td>
 <td class="mono">{% if v.code_commit %}{{ v.code_repository }}<br>{{ v.code_commit[:12] }}{% else %}—{% endif %}</td>
 <td class="mono">{% for s in v.datasets %}{{ s.name }} {{ s.digest | short }}<br>{% endfor %}</td>
-<td class="mono">{{ v.training_run or "—" }}</td>
+<td class="mono">{% if v.training_run_url %}<a href="{{ v.training_run_url }}">{{ v.training_run or "run" }}</a>\
+{% else %}{{ v.training_run or "—" }}{% endif %}</td>
 <td>{% for k, m in v.metrics.items() %}{{ k }} {{ m }}<br>{% endfor %}</td></tr>
 {% endfor %}
 </table>

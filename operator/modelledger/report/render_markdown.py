@@ -64,10 +64,11 @@ Note: earlier revisions were pruned from the status; pass the audit log to cover
 
 ### Changes
 
-| Revision | At | From | To | Cause | Actor | Verified | Approvers | Reason | Evidence | Signature |
-|---|---|---|---|---|---|---|---|---|---|---|
+| Revision | At | From | To | Commit | Cause | Actor | Verified | Approvers | Reason | Evidence | Signature |
+|---|---|---|---|---|---|---|---|---|---|---|---|
 {% for c in d.changes %}
 | {{ c.revision }} | {{ c.at | ts }} | {{ (c.previous_version or "—") | cell }} | {{ c.version | cell }} | \
+{{ c.gitops | gitops | cell }} | \
 {{ c.cause }}{% if c.rule %} ({{ c.rule }}){% endif %} | {{ c.actor | cell }} | {{ c.actor_verified | verified }} | \
 {{ (c.approvers | join(", ") or "—") | cell }} | {{ c.reason | cell }} | {{ c.evidence | evidence | cell }} | \
 {{ c.signature_state | signature }} |
@@ -112,7 +113,8 @@ None.
 {% for v in d.versions %}
 | {{ v.name | cell }}{% if v.revoked %} (revoked){% endif %}{% if not v.found %} (deleted){% endif %} | \
 {{ v.artifact_digest | short }} | {{ (v.code_commit or "—")[:12] }} | \
-{{ v.datasets | map(attribute="name") | join(", ") | cell }} | {{ (v.training_run or "—") | cell }} | \
+{{ v.datasets | map(attribute="name") | join(", ") | cell }} | {% if v.training_run_url %}[{{ (v.training_run or "run") | cell }}]({{ v.training_run_url | cell }})\
+{% else %}{{ (v.training_run or "—") | cell }}{% endif %} | \
 {{ v.metrics.items() | map("join", "=") | join(", ") | cell }} |
 {% endfor %}
 {% if d.events %}

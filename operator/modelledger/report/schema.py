@@ -83,6 +83,11 @@ class VersionRecord(ReportModel):
     code_commit: str | None = None
     datasets: list[DatasetRef] = Field(default_factory=list)
     training_run: str | None = None
+    """The training run in MLflow's URI form (`runs:/RUN_ID/PATH`, `models:/NAME/VERSION`) or another
+    system's link, from the version's immutable spec."""
+    training_run_url: str | None = None
+    """The run's page on the MLflow server, from the annotation `modelledger.io/training-run-url` that
+    `modelledger register` writes: a link for readers, not evidence (annotations can change)."""
     metrics: dict[str, float] = Field(default_factory=dict)
     hyperparameters: dict[str, str] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
@@ -104,6 +109,39 @@ class ServedInterval(ReportModel):
     stable: bool
     digests: PinnedDigests | None = None
     source: Source
+
+
+class GitSourceRecord(ReportModel):
+    """One source of a multi-source ArgoCD Application, with the revision synced from it."""
+
+    repository: str
+    revision: str | None = None
+
+
+class GitOpsRecord(ReportModel):
+    """The GitOps change behind a Deploy, as its signed entry records it (docs/gitops.md#lineage)."""
+
+    tool: str
+    """`ArgoCD`."""
+    tracked_by: str
+    """`annotation` (`argocd.argoproj.io/tracking-id`) or `label` (`app.kubernetes.io/instance`)."""
+    application: str = ""
+    """The Application looked up, `namespace/name`."""
+    trusted: bool
+    """Whether the Application listed the object (in a namespace the admins allow): only then are the
+    repository, revision and initiator recorded."""
+    reason: str | None = None
+    """Why not, e.g. `Forbidden`, `NotFound`, `NotListed`, `NamespaceNotAllowed`."""
+    message: str | None = None
+    repository: str | None = None
+    revision: str | None = None
+    """The Git commit synced: the commit behind the change."""
+    sources: list[GitSourceRecord] | None = None
+    initiated_by: str | None = None
+    """The ArgoCD user who started the sync."""
+    automated: bool | None = None
+    """Whether ArgoCD's automated sync started it."""
+    sync_started_at: datetime | None = None
 
 
 class Change(ReportModel):
@@ -129,6 +167,8 @@ class Change(ReportModel):
     approvers: list[str] = Field(default_factory=list)
     """The users whose approvals let the request through (four-eyes)."""
     digests: PinnedDigests | None = None
+    gitops: GitOpsRecord | None = None
+    """Deploys of an object ArgoCD tracks: the Application, repository, commit and sync initiator."""
     hash: str
     prev_hash: str
     key_id: str | None = None

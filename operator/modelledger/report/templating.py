@@ -60,6 +60,17 @@ def verdict(check: Any) -> str:
     return f"every one of {total} revisions signed and verified"
 
 
+def gitops(value: Any) -> str:
+    """A change's GitOps lineage (a report GitOpsRecord): the commit first, then where it came from."""
+    if value is None:
+        return "—"
+    if not value.trusted:
+        return f"unavailable: {value.reason or 'unknown'}"
+    by = f"by {value.initiated_by}" if value.initiated_by else ("automated sync" if value.automated else "")
+    where = ", ".join(part for part in (value.application, by) if part)
+    return f"{(value.revision or '?')[:12]} ({where})"
+
+
 def markdown_cell(value: Any) -> str:
     """A table cell: pipes escaped and line breaks flattened, so one value never splits a row."""
     text = "" if value is None else str(value)
@@ -78,6 +89,7 @@ def environment(*, html: bool) -> jinja2.Environment:
         ts=timestamp,
         short=short_digest,
         evidence=evidence,
+        gitops=gitops,
         cell=markdown_cell,
         signature=signature_state,
         verified=verified,

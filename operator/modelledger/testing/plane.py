@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import ssl
 import tempfile
 import time
@@ -55,6 +56,8 @@ class LocalPlane:
         self.processes = ProcessGroup(workdir / "logs")
         self.apiserver_port = 0
         self.timings: dict[str, float] = {}
+        self._etcd_url = ""
+        self._admin: tuple[Path, CertFiles] | None = None  # (CA, admin client cert), for readiness probes
 
     @property
     def access(self) -> ClusterAccess:
@@ -85,6 +88,43 @@ class LocalPlane:
 
     def stop(self) -> None:
         self.processes.stop()
+
+    # --- faults: one component stopped and started again (tests/chaos) -----------------------------------
+
+    def restart_apiserver(self, *, down: float = 0.0, sig: int = signal.SIGTERM) -> float:
+        """Stop kube-apiserver, wait `down` s, start it again on the same port and certificates; returns
+        the seconds from the stop to its /readyz answering ok again."""
+        assert self._admin is not None, "the plane is not started"
+        ca, admin = self._admin
+        began = time.monotonic()
+        child = self.processes.restart("kube-apiserver", down=down, sig=sig)
+        wait_until(
+            "kube-apiserver /readyz after a restart",
+            lambda: self._get(f"{self.server}/readyz", ca, admin) == "ok",
+            self.options.startup_timeout,
+            watch=child,
+        )
+        return time.monotonic() - began
+
+    def restart_etcd(self, *, down: float = 0.0, sig: int = signal.SIGTERM) -> float:
+        """Stop etcd, wait `down` s, start it again on its data; returns the seconds from the stop to its
+        /health, then the apiserver's /readyz (which checks etcd), answering ok again."""
+        assert self._admin is not None, "the plane is not started"
+        ca, admin = self._admin
+        began = time.monotonic()
+        child = self.processes.restart("etcd", down=down, sig=sig)
+        wait_until(
+            "etcd /health after a restart",
+            lambda: json.loads(self._get(f"{self._etcd_url}/health", None, None))["health"] == "true",
+            self.options.startup_timeout,
+            watch=child,
+        )
+        wait_until(
+            "kube-apiserver /readyz after an etcd restart",
+            lambda: self._get(f"{self.server}/readyz", ca, admin) == "ok",
+            self.options.startup_timeout,
+        )
+        return time.monotonic() - began
 
     # --- start-up, in dependency order -------------------------------------------------------------
 
@@ -143,6 +183,7 @@ class LocalPlane:
             ],
         )
         self._write_kubeconfig(ca.cert_path, admin)
+        self._admin = (ca.cert_path, admin)
         wait_until(
             "kube-apiserver /readyz",
             lambda: self._get(f"{self.server}/readyz", ca.cert_path, admin) == "ok",
@@ -214,7 +255,7 @@ class LocalPlane:
 
     def _start_etcd(self) -> str:
         client, peer = free_port(), free_port()
-        url = f"http://127.0.0.1:{client}"
+        url = self._etcd_url = f"http://127.0.0.1:{client}"
         child = self.processes.start(
             "etcd",
             [

@@ -46,6 +46,8 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     log: Path
+    argv: list[str] = field(default_factory=list)  # kept so `ProcessGroup.restart` can start it again
+    env: dict[str, str] | None = None
 
     @property
     def pid(self) -> int:
@@ -85,9 +87,27 @@ class ProcessGroup:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
-        child = Child(name, process, log)
+        child = Child(name, process, log, [os.fspath(a) for a in argv], env)
         self.children.append(child)
         return child
+
+    def restart(self, name: str, *, down: float = 0.0, sig: int = signal.SIGTERM) -> Child:
+        """Stop the child `name` (with `sig`), wait `down` seconds, and start it again with the same
+        arguments and environment, in the same place in the stop order (fault tests)."""
+        index, old = next((i, c) for i, c in enumerate(self.children) if c.name == name)
+        if old.running():
+            with contextlib.suppress(ProcessLookupError):
+                old.process.send_signal(sig)
+            try:
+                old.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                old.process.kill()
+                old.process.wait()
+        time.sleep(down)
+        new = self.start(name, old.argv, old.env)
+        self.children.pop()
+        self.children[index] = new
+        return new
 
     def stop(self, grace: float = 10.0) -> None:
         for child in reversed(self.children):

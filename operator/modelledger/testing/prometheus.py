@@ -82,7 +82,7 @@ class PrometheusServer:
             config["rule_files"] = [str(rule_file)]
         config_file = self.workdir / "prometheus.yml"
         config_file.write_text(yaml.safe_dump(config))
-        self.port = free_port()
+        self.port = self.port or free_port()  # started again after `stop`: the same address
         self._child = self.processes.start(
             "prometheus",
             [

@@ -1,0 +1,94 @@
+"""The bookkeeping lane: Events and ModelVersion `usedBy` writes, behind the rollback path.
+
+A rollback storm makes thousands of these at once. They go through one queue, keyed so that repeats
+merge (a second `usedBy` refresh of a version while one waits is the same job; identical Events are
+posted once), drained by a few workers under a rate limit, so they never take the API client's
+threads from a decision or flood the apiserver. Nothing here is a record: the history and the audit
+log are, so a job that fails is logged and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+
+import structlog
+
+log = structlog.get_logger("modelledger.bookkeeping")
+Job = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Lane:
+    workers: int = 4  # API calls at once, of the kube client's pool (kube.WORKERS)
+    rate: float = 50.0  # jobs per second, on average
+    burst: int = 100
+    limit: int = 100_000  # jobs waiting at most; the oldest go first when it is reached
+    _jobs: OrderedDict[Hashable, Job] = field(default_factory=OrderedDict)
+    _ready: asyncio.Event | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _tokens: float = 0.0
+    _refilled: float = 0.0
+    merged: int = 0
+    dropped: int = 0
+
+    def submit(self, key: Hashable, job: Job) -> None:
+        """Queue `job` under `key`; a job already waiting under that key is replaced (merged)."""
+        if key in self._jobs:
+            self.merged += 1
+        elif len(self._jobs) >= self.limit:
+            self._jobs.popitem(last=False)
+            self.dropped += 1
+        self._jobs[key] = job
+        if self._ready is not None:
+            self._ready.set()
+
+    def pending(self) -> int:
+        return len(self._jobs)
+
+    def start(self) -> None:
+        self._ready = asyncio.Event()
+        self._tokens, self._refilled = float(self.burst), time.monotonic()
+        if self._jobs:
+            self._ready.set()
+        self._tasks = [
+            asyncio.create_task(self._drain(), name=f"bookkeeping {i}") for i in range(self.workers)
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _drain(self) -> None:
+        assert self._ready is not None
+        while True:
+            if not self._jobs:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            await self._token()
+            if not self._jobs:
+                continue
+            key, job = self._jobs.popitem(last=False)
+            try:
+                await job()
+            except Exception as error:  # bookkeeping is best effort; the records are elsewhere
+                log.warning("bookkeeping job failed", job=str(key)[:200], error=str(error)[:300])
+
+    async def _token(self) -> None:
+        while True:
+            now = time.monotonic()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._refilled) * self.rate)
+            self._refilled = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return
+            await asyncio.sleep((1.0 - self._tokens) / self.rate)
