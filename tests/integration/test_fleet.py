@@ -131,7 +131,9 @@ def test_the_engine_sends_one_query_per_group_and_falls_back_for_the_rest(
 
     async def run() -> RuleEngine:
         engine = RuleEngine(
-            OperatorConfig(prometheus_url=prometheus.url), wake=woken.append, leading=lambda: True
+            OperatorConfig(prometheus_url=prometheus.url),
+            wake=lambda key, _urgent: woken.append(key),
+            leading=lambda: True,
         )
         for ns, dep in MEMBERS:
             engine.sync((ns, dep), f"uid-{ns}-{dep}", spec(fleet_safe, NOT_FLEET_SAFE), serving_status(), {})
@@ -161,3 +163,39 @@ def test_the_engine_sends_one_query_per_group_and_falls_back_for_the_rest(
             == promql.prepare(fleet_safe, {"namespace": ns, "deployment": dep}).text
         )
     adapter.close()
+
+
+def test_only_a_newly_breached_rule_wakes_its_pass_urgently(
+    fleet_series: None, prometheus: PrometheusServer
+) -> None:
+    """A first evaluation (Pass here) is recorded by a pass in the normal lane; a breach that may lead
+    to a rollback goes first."""
+    template = FLEET_SAFE[0][0]
+    woken: dict[tuple[str, str], bool] = {}
+
+    async def run() -> None:
+        engine = RuleEngine(
+            OperatorConfig(prometheus_url=prometheus.url),
+            wake=lambda key, urgent: woken.__setitem__(key, urgent),
+            leading=lambda: True,
+        )
+        for ns, dep in MEMBERS:
+            engine.sync((ns, dep), f"uid-{ns}-{dep}", spec(template), serving_status(), {})
+        await engine.tick(list(engine.members.values()), datetime.now(UTC))
+        deadline = time.monotonic() + 10
+        while len(woken) < len(MEMBERS) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # fresh breaches wake once backdated
+        await engine.stop()
+
+    asyncio.run(run())
+    adapter = PrometheusAdapter(prometheus.url)
+    expected = {}
+    for ns, dep in MEMBERS:
+        query = promql.prepare(template, {"namespace": ns, "deployment": dep})
+        value = to_sample(adapter.fetch_sync(query.text), Aggregate.MAX)
+        assert isinstance(value, float)
+        expected[(ns, dep)] = value > 0.5  # `for` is 1 s and the series breach for longer: Breached at once
+    adapter.close()
+    assert woken == expected
+    assert any(expected.values())
+    assert not all(expected.values())

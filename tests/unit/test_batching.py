@@ -388,7 +388,7 @@ def evaluated(config: OperatorConfig, spec: ModelDeploymentSpec, status: ModelDe
     """One engine tick for one deployment, and what its next pass reads."""
 
     async def tick() -> Evaluation:
-        engine = RuleEngine(config, wake=lambda _key: None, leading=lambda: True)
+        engine = RuleEngine(config, wake=lambda _key, _urgent: None, leading=lambda: True)
         assert engine.sync(("team-a", "fraud"), "uid", spec, status, {}) is None, "nothing before a tick"
         await engine.tick(list(engine.members.values()), NOW)
         evaluation = engine.sync(("team-a", "fraud"), "uid", spec, status, {})

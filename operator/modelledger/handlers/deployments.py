@@ -141,7 +141,9 @@ class Passes:
         self.config = config
         self.indices = indices
         self.engine = RuleEngine(
-            config, wake=lambda key: config.work.wake(*key, urgent=True), leading=config.gate.leading
+            config,
+            wake=lambda key, urgent: config.work.wake(*key, urgent=urgent),
+            leading=config.gate.leading,
         )
 
     def forget(self, key: tuple[str, str]) -> None:

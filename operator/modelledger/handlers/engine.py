@@ -93,7 +93,7 @@ class _Sent:
 
 class RuleEngine:
     def __init__(
-        self, config: OperatorConfig, wake: Callable[[Key], None], leading: Callable[[], bool]
+        self, config: OperatorConfig, wake: Callable[[Key, bool], None], leading: Callable[[], bool]
     ) -> None:
         self.clients = clients_for(config)
         self.progress = config.progress
@@ -273,10 +273,13 @@ class RuleEngine:
 
     def _step(self, member: Member, asked: list[_Asked], at: datetime) -> list[_Fresh]:
         """Step the member's rule states; wakes its pass on a change, except for fresh breaches, which
-        are returned: they wake it once backdated."""
+        are returned: they wake it once backdated. Only a rule newly Breached may change a decision (a
+        rollback): that wake is urgent; the rest (Pending, NoData, back to Pass) are recorded by a pass
+        in the normal lane, so in a storm they never hold up a rollback."""
         statuses: list[RuleStatus] = []
         errors: dict[str, str] = {}
         changed = member.evaluation is None
+        urgent = False
         fresh_breaches: list[_Fresh] = []
         for one in asked:
             old = member.states.get(one.rule.name)
@@ -292,12 +295,15 @@ class RuleEngine:
             METRICS.record_rule(member.key[0], member.key[1], new)
             kept = old if old is not None and old.state is new.state else new
             changed = changed or old is None or old.state is not new.state
+            urgent = urgent or (
+                new.state is RuleState.BREACHED and (old is None or old.state is not new.state)
+            )
             statuses.append(kept)
             member.states[one.rule.name] = kept
         queries = {one.rule.name: one.query.text for one in asked if one.query is not None}
         member.evaluation = Evaluation(statuses, errors, queries)
         if not fresh_breaches and changed:
-            self.wake(member.key)
+            self.wake(member.key, urgent)
         return fresh_breaches
 
     async def _backdate_then_wake(self, fresh: list[_Fresh], at: datetime) -> None:
@@ -324,7 +330,12 @@ class RuleEngine:
                 member.evaluation = Evaluation(
                     statuses, member.evaluation.query_errors, member.evaluation.queries
                 )
-            self.wake(member.key)
+            breached = any(
+                member.states.get(one.asked.rule.name, one.status).state is RuleState.BREACHED
+                for one in fresh
+                if one.asked.member is member
+            )
+            self.wake(member.key, breached)
 
     async def _backdate_group(self, group: list[_Fresh], at: datetime) -> None:
         first = group[0].asked
