@@ -41,6 +41,7 @@ MODELLEDGER_CRDS |= {"modeldeploymentrequests.modelledger.io"}
 ALERTS = {
     "ModelledgerRollback", "ModelledgerRuleBreached", "ModelledgerRuleErrors", "ModelledgerNoLeader",
     "ModelledgerSeveralLeaders", "ModelledgerEvaluationsStalled", "ModelledgerOperatorDown",
+    "ModelledgerAuditSinkUnhealthy",
 }  # fmt: skip
 RUNBOOKS = "https://github.com/modelledger/modelledger/blob/main/docs/install.md#"
 

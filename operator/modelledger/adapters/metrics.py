@@ -103,8 +103,8 @@ class OperatorMetrics:
         )
         self.last_evaluation = Gauge(
             "modelledger_last_evaluation_timestamp_seconds",
-            "When a deployment loop of this process last finished a pass (rules evaluated when due); "
-            "advances every interval while leading. Alert when it stalls on the leader.",
+            "When this process last finished a rule-engine tick (every interval while leading and some "
+            "deployment has rules) or a deployment pass. Alert when it stalls on the leader.",
             registry=self.registry,
         )
         self.phase_seconds = Histogram(
