@@ -57,7 +57,7 @@ class Conflict(Exception):
     """The object changed since it was read: re-read and decide again."""
 
 
-def _status_patch(old: dict[str, Any], new: dict[str, Any], resource_version: str) -> dict[str, Any]:
+def status_patch(old: dict[str, Any], new: dict[str, Any], resource_version: str) -> dict[str, Any]:
     # A merge patch that sets exactly our fields: keys we drop are nulled, Kopf's own keys are untouched.
     status = {key: new.get(key) for key in sorted(set(old) | set(new))}
     return {"metadata": {"resourceVersion": resource_version}, "status": status}
@@ -75,7 +75,7 @@ def write_status(
             namespace,
             plural,
             name,
-            _status_patch(old, new, resource_version),
+            status_patch(old, new, resource_version),
             field_manager=FIELD_MANAGER,
             _content_type=MERGE,
             _request_timeout=TIMEOUT,
@@ -145,8 +145,17 @@ _INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()
 
 def post_event(ref: ObjectRef, reason: str, message: str, *, warning: bool = False, action: str = "") -> None:
     """A core/v1 Event on the object. Best effort by nature: Events expire (the apiserver's --event-ttl)."""
-    now = dt.datetime.now(dt.UTC)
-    body = {
+    body = event_body(ref, reason, message, warning=warning, action=action, now=dt.datetime.now(dt.UTC))
+    # The client serialises plain dicts as it does its models.
+    kubernetes.client.CoreV1Api(client()).create_namespaced_event(
+        ref.namespace, cast(Any, body), _request_timeout=TIMEOUT
+    )
+
+
+def event_body(
+    ref: ObjectRef, reason: str, message: str, *, warning: bool, action: str, now: dt.datetime
+) -> dict[str, Any]:
+    return {
         "metadata": {"generateName": f"{ref.name}.", "namespace": ref.namespace},
         "involvedObject": {
             "apiVersion": ref.api_version,
@@ -166,7 +175,3 @@ def post_event(ref: ObjectRef, reason: str, message: str, *, warning: bool = Fal
         "lastTimestamp": now.isoformat(),
         "count": 1,
     }
-    # The client serialises plain dicts as it does its models.
-    kubernetes.client.CoreV1Api(client()).create_namespaced_event(
-        ref.namespace, cast(Any, body), _request_timeout=TIMEOUT
-    )

@@ -26,7 +26,7 @@ import kopf
 import structlog
 from pydantic import ValidationError
 
-from modelledger.adapters import audit, kube
+from modelledger.adapters import audit, kube, kube_async
 from modelledger.api import ModelDeploymentSpec, ModelDeploymentStatus, ModelVersion, RevisionCause
 from modelledger.api.common import API_VERSION, GROUP, VERSION
 from modelledger.api.duration import parse_duration
@@ -187,6 +187,7 @@ async def stop_workers(memo: kopf.Memo, **_: Any) -> None:
     if (config := memo.get("config")) is not None:
         await config.work.stop()
         await config.bookkeeping.stop()
+        await kube_async.close()
     if isinstance(passes := memo.get("passes"), Passes):
         await passes.engine.stop()
 
@@ -365,8 +366,7 @@ async def _write_and_report(
     await _conflict_point(namespace, name, plan)
     try:
         with timed("status_write"):
-            written = await kube.call(
-                kube.write_status,
+            written = await kube_async.client().write_status(
                 kube.DEPLOYMENTS,
                 namespace,
                 name,
@@ -378,7 +378,7 @@ async def _write_and_report(
         rule_loop.METRICS.conflicts.inc()
         log.info("status changed meanwhile; deciding again", namespace=namespace, deployment=name)
         with contextlib.suppress(kube.ApiException):  # not re-read: the watch brings the new body
-            config.work.written(key, await kube.call(kube.read, kube.DEPLOYMENTS, namespace, name))
+            config.work.written(key, await kube_async.client().read(kube.DEPLOYMENTS, namespace, name))
         return False
     config.work.written(key, written)  # the next pass starts from this, whatever the watch has delivered
     rule_loop.record_serving(namespace, name, plan.status)
@@ -403,8 +403,8 @@ def post_events(ref: kube.ObjectRef, plan: Plan, lane: Lane) -> None:
         async def post(decision: Decision = decision) -> None:
             start = time.perf_counter()
             try:
-                await kube.call(
-                    kube.post_event, ref, decision.reason, decision.message, warning=decision.warning
+                await kube_async.client().post_event(
+                    ref, decision.reason, decision.message, warning=decision.warning
                 )
             except kube.ApiException as error:  # the history and the audit log are the record
                 log.warning("event not posted", reason=decision.reason, error=str(error))
@@ -431,7 +431,7 @@ async def _apply_workload(
     )
     observed = ((workload_raw or {}).get("metadata", {}).get("annotations") or {}).get(ANNOTATION_HASH)
     if observed != deployment["metadata"]["annotations"][ANNOTATION_HASH]:
-        await kube.call(kube.apply, deployment)
+        await kube_async.client().apply(deployment)
         log.info(
             "workload applied",
             namespace=namespace,
@@ -440,7 +440,7 @@ async def _apply_workload(
             version=serving.version,
         )
     if service_hash != service["metadata"]["annotations"][ANNOTATION_HASH]:
-        await kube.call(kube.apply, service)
+        await kube_async.client().apply(service)
 
 
 async def _stall_point(name: str) -> None:

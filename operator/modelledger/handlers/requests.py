@@ -13,7 +13,7 @@ import kopf
 import structlog
 from pydantic import ValidationError
 
-from modelledger.adapters import kube
+from modelledger.adapters import kube, kube_async
 from modelledger.api import TERMINAL_PHASES, ModelDeploymentRequest, ModelDeploymentRequestStatus
 from modelledger.api.common import GROUP, VERSION
 from modelledger.core.actors import Identity
@@ -115,13 +115,13 @@ async def _write_answer(namespace: str, name: str, body: Mapping[str, Any], new:
         if _same(old, new):
             return True
         try:
-            await kube.call(
-                kube.write_status, PLURAL, namespace, name, old, new, body["metadata"]["resourceVersion"]
+            await kube_async.client().write_status(
+                PLURAL, namespace, name, old, new, body["metadata"]["resourceVersion"]
             )
             return True
         except kube.Conflict:
             try:
-                body = await kube.call(kube.read, PLURAL, namespace, name)
+                body = await kube_async.client().read(PLURAL, namespace, name)
             except kube.ApiException as error:
                 log.info("request not re-read", request=name, error=f"{error.status} {error.reason}")
                 return False

@@ -17,7 +17,7 @@ import kopf
 import structlog
 from pydantic import ValidationError
 
-from modelledger.adapters import audit, kube
+from modelledger.adapters import audit, kube, kube_async
 from modelledger.api import Condition, ConditionStatus, ModelVersion, ModelVersionPhase, ModelVersionStatus
 from modelledger.api.common import API_VERSION, GROUP, VERSION
 from modelledger.api.modelversion import USED_BY_SHOWN, short_digest
@@ -121,8 +121,7 @@ async def _sync_status(raw: dict[str, Any], users: list[str], blocked: bool = Fa
     meta = raw["metadata"]
     # On a conflict the newer object arrives as a watch event and is synced then.
     with contextlib.suppress(kube.Conflict):
-        await kube.call(
-            kube.write_status,
+        await kube_async.client().write_status(
             kube.VERSIONS,
             meta["namespace"],
             meta["name"],
@@ -245,7 +244,7 @@ async def guard_deletion(
     await _sync_status(dict(body), users, blocked=True)
     ref = kube.ObjectRef(API_VERSION, "ModelVersion", namespace, name, body.metadata.get("uid", ""))
     try:
-        await kube.call(kube.post_event, ref, "DeletionBlocked", message, warning=True)
+        await kube_async.client().post_event(ref, "DeletionBlocked", message, warning=True)
     except kube.ApiException as error:
         log.warning("event not posted", reason="DeletionBlocked", error=str(error))
     audit.record_version_event("DeletionBlocked", namespace, name, message, warning=True)
