@@ -256,6 +256,15 @@ class Window:
         return self.after.apiserver_writes - self.before.apiserver_writes
 
 
+def quiet(metrics_url: str) -> bool:
+    """No pass queued and no Event or usedBy refresh waiting."""
+    metrics = scrape(metrics_url)
+    return (
+        total(metrics, "modelledger_queue_depth") == 0
+        and total(metrics, "modelledger_bookkeeping_pending") == 0
+    )
+
+
 def tracemalloc_report(pid: int, path: Path) -> str:
     if not path.parent.exists():
         return ""
@@ -365,7 +374,8 @@ def run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             )
             result["setup_s"] = time.monotonic() - began
 
-            # Steady state: every rule passing, nothing to decide.
+            # Steady state: every rule passing, nothing to decide, the set-up's Events all posted.
+            wait("the operator idle", lambda: quiet(metrics_url), 1800, 1)
             time.sleep(max(5.0, 2 * float(interval.rstrip("s"))))
             steady_before = Snapshot.take(metrics_url, kc, pids)
             time.sleep(args.steady)

@@ -131,6 +131,11 @@ class OperatorMetrics:
             "Deployment keys waiting for a worker.",
             registry=self.registry,
         )
+        self.bookkeeping_pending = Gauge(
+            "modelledger_bookkeeping_pending",
+            "Events and usedBy refreshes waiting on the bookkeeping lane (merged, rate-limited).",
+            registry=self.registry,
+        )
         self.loop_lag = Gauge(
             "modelledger_event_loop_lag_seconds",
             "How late the operator's event loop ran a timer it set (a busy or blocked loop shows here).",

@@ -180,6 +180,7 @@ async def start_workers(
     memo["passes"] = passes
     config.work.start(passes.run, config.gate, config.workers, rule_loop.METRICS)
     config.bookkeeping.start()
+    rule_loop.METRICS.bookkeeping_pending.set_function(lambda: float(config.bookkeeping.pending()))
 
 
 @kopf.on.cleanup()
