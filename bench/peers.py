@@ -94,8 +94,18 @@ def rollouts_paths() -> tuple[Path, Path]:
 def install_rollouts_crds(kubeconfig: Path, crds: Path) -> None:
     # Server-side: the Rollout CRD is larger than client-side apply's last-applied annotation allows.
     kubectl(kubeconfig, "apply", "--server-side", "-f", str(crds))
+
+    def ready(name: str) -> Callable[[], bool]:
+        def probe() -> bool:
+            crd = json.loads(kubectl(kubeconfig, "get", f"crd/{name}", "-o", "json"))
+            conditions = (crd.get("status") or {}).get("conditions") or []
+            return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+        return probe
+
+    # Polled: `kubectl wait` fails outright while a fresh CRD has no conditions yet.
     for name in ("rollouts", "analysistemplates", "analysisruns", "clusteranalysistemplates", "experiments"):
-        kubectl(kubeconfig, "wait", "--for=condition=Established", f"crd/{name}.argoproj.io", "--timeout=60s")
+        wait(f"CRD {name}.argoproj.io Established", ready(f"{name}.argoproj.io"), 60)
 
 
 def analysis_template(namespace: str, prometheus_url: str, interval: str) -> dict[str, Any]:

@@ -206,6 +206,7 @@ class Snapshot:
     operator: dict[str, float]
     apiserver_writes: float
     cpu: dict[str, float]
+    writes_by_resource: dict[str, float]
 
     @classmethod
     def take(cls, metrics_url: str, kubeconfig: Path, pids: dict[str, int]) -> Snapshot:
@@ -214,11 +215,18 @@ class Snapshot:
         def operator_write(labels: str) -> bool:
             return label(labels, "verb") in WRITE_VERBS and label(labels, "resource") in OPERATOR_RESOURCES
 
+        by_resource: dict[str, float] = {}
+        for key, value in apiserver.items():
+            metric, _, labels = key.partition("{")
+            if metric == "apiserver_request_total" and label(labels, "verb") in WRITE_VERBS:
+                what = "/".join(filter(None, (label(labels, "resource"), label(labels, "subresource"))))
+                by_resource[what] = by_resource.get(what, 0.0) + value
         return cls(
             time.monotonic(),
             scrape(metrics_url),
             total(apiserver, "apiserver_request_total", operator_write),
             {name: cpu_seconds(pid) for name, pid in pids.items()},
+            by_resource,
         )
 
 
@@ -251,6 +259,13 @@ class Window:
         """Per phase: how many, and their mean duration in seconds."""
         return {phase: (self.phase_count(phase), self.phase_mean(phase)) for phase in PHASES}
 
+    def busiest_writes(self, top: int = 4) -> str:
+        """The resources the apiserver wrote most in the window (whoever wrote them), per second."""
+        before = self.before.writes_by_resource
+        rates = {k: (v - before.get(k, 0.0)) / self.seconds for k, v in self.after.writes_by_resource.items()}
+        busiest = sorted(rates.items(), key=lambda kv: -kv[1])[:top]
+        return ", ".join(f"{k} {v:.1f}/s" for k, v in busiest if v > 0) or "none"
+
     @property
     def api_writes(self) -> float:
         return self.after.apiserver_writes - self.before.apiserver_writes
@@ -263,6 +278,15 @@ def quiet(metrics_url: str) -> bool:
         total(metrics, "modelledger_queue_depth") == 0
         and total(metrics, "modelledger_bookkeeping_pending") == 0
     )
+
+
+def passes_settled(metrics_url: str, n: int, window: float = 10.0) -> bool:
+    """Passes in a window no more than the settled resync's share (N / 300 s), with slack."""
+    count = "modelledger_phase_seconds_count"
+    before = total(scrape(metrics_url), count, lambda labels: label(labels, "phase") == "pass")
+    time.sleep(window)
+    after = total(scrape(metrics_url), count, lambda labels: label(labels, "phase") == "pass")
+    return (after - before) / window <= max(1.0, 2 * n / 300)
 
 
 def tracemalloc_report(pid: int, path: Path) -> str:
@@ -374,8 +398,10 @@ def run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             )
             result["setup_s"] = time.monotonic() - began
 
-            # Steady state: every rule passing, nothing to decide, the set-up's Events all posted.
+            # Steady state: every rule passing, nothing to decide, the set-up's Events all posted, and
+            # the controller-manager done with the roll-out (its status updates wake passes).
             wait("the operator idle", lambda: quiet(metrics_url), 1800, 1)
+            wait("passes settled", lambda: passes_settled(metrics_url, n), 1800, 0)
             time.sleep(max(5.0, 2 * float(interval.rstrip("s"))))
             steady_before = Snapshot.take(metrics_url, kc, pids)
             time.sleep(args.steady)
@@ -393,6 +419,8 @@ def run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "status_writes": steady.phase_count("status_write"),
                 "passes_per_s": steady.phase_count("pass") / steady.seconds,
                 "api_writes": steady.api_writes,
+                "workload_applies": steady.phase_count("workload_apply"),
+                "all_writes": steady.busiest_writes(),
                 "rss_mib": rss.between(steady.before.at, steady.after.at),
             }
             if args.tracemalloc:
@@ -519,6 +547,11 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
             f"{s['prometheus_requests_per_s']:>10.1f} {s['passes_per_s']:>8.1f} {s['operator_cores']:>8.3f} "
             f"{s['apiserver_cores']:>9.2f} {s['etcd_cores']:>5.2f} {s['status_writes']:>13.0f} "
             f"{s['api_writes']:>10.0f} {s['rss_mib']:>7.0f} {r['setup_s']:>8.0f}"
+        )
+    for r in rows:
+        s = r["steady"]
+        print(
+            f"  N={r['n']}: workload applies {s['workload_applies']:.0f}; apiserver writes: {s['all_writes']}"
         )
     print(
         f"(steady state over {rows[0]['steady']['seconds']:.0f} s, every rule passing; API writes: writes the"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from functools import partial
+from functools import lru_cache, partial
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
@@ -44,6 +44,7 @@ MAX_DURATION_RULE = {
 }
 
 
+@lru_cache(maxsize=4096)  # every pass validates its spec: the same few texts, thousands of times
 def parse_duration(text: str, maximum: timedelta = MAX_DURATION) -> timedelta:
     """Parse `1h30m`-style text; raise ValueError unless it is a positive whole-millisecond duration
     of at most `maximum` (a year unless told otherwise). Never raises OverflowError."""

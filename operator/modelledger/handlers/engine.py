@@ -65,6 +65,21 @@ class Member:
     values: dict[str, str]
     states: dict[str, RuleStatus] = field(default_factory=dict)
     evaluation: Evaluation | None = None  # the last one, for `revision`
+    prepared: dict[tuple[int, str | None], tuple[str | None, promql.Query | None]] = field(
+        default_factory=dict
+    )
+    """Per (rule index, enforced namespace): why it cannot run, or its parsed query; kept until the spec
+    or the placeholder values change, so a tick parses nothing it parsed before."""
+
+    def prepare(
+        self, index: int, rule: RollbackRule, enforce: str | None
+    ) -> tuple[str | None, promql.Query | None]:
+        found = self.prepared.get((index, enforce))
+        if found is None:
+            queries: dict[str, promql.Query] = {}
+            problem = _prepare(rule, index, self.values, enforce, queries)
+            found = self.prepared[(index, enforce)] = (problem, queries.get(rule.name))
+        return found
 
     @property
     def interval(self) -> float:
@@ -131,6 +146,8 @@ class RuleEngine:
             member = Member(key, uid, spec, serving.revision, values, states=hint)
             self.members[key] = member
         else:
+            if member.spec != spec or member.values != values:
+                member.prepared.clear()
             member.spec, member.values = spec, values
         self._ticker(member.interval)
         return member.evaluation
@@ -198,9 +215,7 @@ class RuleEngine:
                     one.problem = target
                 else:
                     one.target = target
-                    queries: dict[str, promql.Query] = {}
-                    one.problem = _prepare(rule, index, member.values, enforce, queries)
-                    one.query = queries.get(rule.name)
+                    one.problem, one.query = member.prepare(index, rule, enforce)
                 mine.append(one)
             per_member.append((member, mine))
         sent = _Sent()
