@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/local/go/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup venv system-deps binaries lint unit integration chaos test crds demo cluster-up cluster-down bench bench-scale clean kind-demo
+.PHONY: help setup venv system-deps binaries lint unit integration chaos test crds demo cluster-up cluster-down bench bench-scale bench-peers clean kind-demo
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -72,6 +72,11 @@ bench: setup  ## benchmarks for N <= 1000 (about 40 minutes); print tables (docs
 
 bench-scale: setup  ## 10,000 deployments x 3 rules, interval 5 s, 1 % breaching at once (about an hour)
 	$(BIN)/python bench/rollback_latency.py --sizes 10000 --interval 5s --breach-fraction 0.01 --replicas 0
+
+bench-peers: setup  ## side by side with Argo Rollouts (builds its controller on demand; N = 1, 100, 1000)
+	@bash hack/build-rollouts.sh
+	$(BIN)/pytest tests/integration/test_peers_smoke.py -q $(PYTEST_ARGS)
+	$(BIN)/python bench/peers.py --sizes 1,100,1000
 
 clean:  ## remove the venv and the plane's state (the binary cache stays)
 	rm -rf $(VENV) .plane .mypy_cache .ruff_cache .pytest_cache

@@ -39,6 +39,7 @@ from rollback_latency import (
     apply_in_chunks,
     kubectl,
     model_deployment,
+    operator_command,
     scrape,
     statuses,
     total,
@@ -62,22 +63,7 @@ def start_operator(
 ) -> subprocess.Popen[bytes]:
     log = (workdir / f"operator-{time.monotonic_ns()}.log").open("wb")
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modelledger.cli.main",
-            "run",
-            "-n",
-            NAMESPACE,
-            "--log-level",
-            "WARNING",
-            "--liveness",
-            f"http://127.0.0.1:{free_port()}/healthz",
-            "--metrics-address",
-            f"127.0.0.1:{metrics_port}",
-            "--prometheus-url",
-            prometheus_url,
-        ],
+        operator_command(metrics_port, prometheus_url),
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,

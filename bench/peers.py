@@ -365,26 +365,54 @@ def watch_until(
     return thread
 
 
-def storm(
-    bench: Bench,
-    namespace: str,
-    pids: dict[str, int],
-    watched: Callable[[], Iterator[dict[str, Any]]],
-    on_object: Callable[[dict[str, Any], dict[str, float], dict[str, float]], None],
-) -> dict[str, Any]:
+OnObject = Callable[[dict[str, Any], dict[str, float], dict[str, float]], None]
+Watched = tuple[Callable[[], Iterator[dict[str, Any]]], OnObject]
+
+
+def replicasets(apps: Any, namespace: str) -> Callable[[], Iterator[dict[str, Any]]]:
+    def stream() -> Iterator[dict[str, Any]]:
+        yield from kubernetes.watch.Watch(return_type="object").stream(
+            apps.list_namespaced_replica_set, namespace, timeout_seconds=900
+        )
+
+    return stream
+
+
+def stable_serving(stable_of: Callable[[dict[str, Any]], str | None], replicas: int) -> OnObject:
+    """For both tools alike: the workload's stable version serves once its ReplicaSet (the one
+    `stable_of` names a workload for) wants and has all its pods available."""
+
+    def on_replicaset(body: dict[str, Any], _applied: dict[str, float], serving: dict[str, float]) -> None:
+        name = stable_of(body)
+        if (
+            name is not None
+            and (body["spec"].get("replicas") or 0) >= replicas
+            and (body.get("status") or {}).get("availableReplicas", 0) >= replicas
+        ):
+            serving.setdefault(name, time.monotonic())
+
+    return on_replicaset
+
+
+def storm(bench: Bench, namespace: str, pids: dict[str, int], watched: list[Watched]) -> dict[str, Any]:
+    """The breach, and the watches that time the rollback until every workload is back."""
     applied: dict[str, float] = {}
     serving: dict[str, float] = {}
     stop = threading.Event()
+    threads = []
+    for stream_of, on_object in watched:
 
-    def record(body: dict[str, Any]) -> bool:
-        on_object(body, applied, serving)
-        return len(serving) >= bench.n
+        def record(body: dict[str, Any], on_object: OnObject = on_object) -> bool:
+            on_object(body, applied, serving)
+            return len(serving) >= bench.n and len(applied) >= bench.n
 
-    thread = watch_until(watched, record, stop)
+        threads.append(watch_until(stream_of, record, stop))
     time.sleep(1)
     before = bench.counts(pids)
     visible = bench.breach(namespace)
-    thread.join(timeout=max(120.0, bench.n * 0.5))
+    deadline = time.monotonic() + max(120.0, bench.n * 0.5)
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
     stop.set()
     span = Span(before, bench.counts(pids))
     return {
@@ -463,27 +491,28 @@ def run_modelledger(bench: Bench) -> dict[str, Any]:
         setup = time.monotonic() - began
         steady = bench.steady(pids, rss)
 
-        def on_deployment(body: dict[str, Any], applied: dict[str, float], serving: dict[str, float]) -> None:
-            name = body["metadata"]["name"]
+        def on_deployment(
+            body: dict[str, Any], applied: dict[str, float], _serving: dict[str, float]
+        ) -> None:
             labels = body["spec"]["template"]["metadata"].get("labels") or {}
-            if labels.get("modelledger.io/version") != "fraud-detector-1-3-2":
-                return
-            now = time.monotonic()
-            applied.setdefault(name, now)
-            status = body.get("status") or {}
-            if (
-                status.get("observedGeneration", 0) >= body["metadata"]["generation"]
-                and status.get("updatedReplicas", 0) == args.replicas
-                and status.get("availableReplicas", 0) >= args.replicas
-                and status.get("replicas", 0) == args.replicas
-            ):
-                serving.setdefault(name, now)
+            if labels.get("modelledger.io/version") == "fraud-detector-1-3-2":
+                applied.setdefault(body["metadata"]["name"], time.monotonic())
 
         def deployments() -> Iterator[dict[str, Any]]:
             stream = kubernetes.watch.Watch(return_type="object")
             yield from stream.stream(bench.apps.list_namespaced_deployment, NAMESPACE, timeout_seconds=900)
 
-        result = storm(bench, NAMESPACE, pids, deployments, on_deployment)
+        def stable_of(replicaset: dict[str, Any]) -> str | None:
+            labels = replicaset["spec"]["template"]["metadata"].get("labels") or {}
+            owners = replicaset["metadata"].get("ownerReferences") or [{}]
+            stable = labels.get("modelledger.io/version") == "fraud-detector-1-3-2"
+            return str(owners[0].get("name")) if stable else None
+
+        watched: list[Watched] = [
+            (deployments, on_deployment),
+            (replicasets(bench.apps, NAMESPACE), stable_serving(stable_of, args.replicas)),
+        ]
+        result = storm(bench, NAMESPACE, pids, watched)
         return {"setup_s": setup, "steady": steady, "storm": result, "rss_peak_mib": rss.peak()}
     finally:
         rss.stop()
@@ -538,24 +567,21 @@ def run_rollouts(bench: Bench, binary: Path) -> dict[str, Any]:
             steady = bench.steady(pids, rss)
             owner = {rs: name for name, rs in stable_rs.items()}
 
+            def stable_of(replicaset: dict[str, Any]) -> str | None:
+                return owner.get(replicaset["metadata"]["name"])
+
+            serves = stable_serving(stable_of, args.replicas)
+
             def on_replicaset(
                 body: dict[str, Any], applied: dict[str, float], serving: dict[str, float]
             ) -> None:
-                name = owner.get(body["metadata"]["name"])
-                if name is None or (body["spec"].get("replicas") or 0) < args.replicas:
-                    return
-                now = time.monotonic()
-                applied.setdefault(name, now)
-                if (body.get("status") or {}).get("availableReplicas", 0) >= args.replicas:
-                    serving.setdefault(name, now)
+                # The abort's own write: the stable ReplicaSet scaled back to full.
+                name = stable_of(body)
+                if name is not None and (body["spec"].get("replicas") or 0) >= args.replicas:
+                    applied.setdefault(name, time.monotonic())
+                serves(body, applied, serving)
 
-            apps = bench.apps
-
-            def replicasets() -> Iterator[dict[str, Any]]:
-                stream = kubernetes.watch.Watch(return_type="object")
-                yield from stream.stream(apps.list_namespaced_replica_set, ns, timeout_seconds=900)
-
-            result = storm(bench, ns, pids, replicasets, on_replicaset)
+            result = storm(bench, ns, pids, [(replicasets(bench.apps, ns), on_replicaset)])
             aborted = sum(1 for r in rollouts(bench.objects, ns) if (r.get("status") or {}).get("abort"))
             return {
                 "setup_s": setup,

@@ -124,6 +124,26 @@ def statuses(objects: Any) -> list[dict[str, Any]]:
     return [item.get("status") or {} for item in items["items"]]
 
 
+def operator_command(metrics_port: int, prometheus_url: str, log_level: str = "WARNING") -> list[str]:
+    """`modelledger run` for the benchmark's namespace, its metrics on `metrics_port`."""
+    return [
+        sys.executable,
+        "-m",
+        "modelledger.cli.main",
+        "run",
+        "-n",
+        NAMESPACE,
+        "--log-level",
+        log_level,
+        "--liveness",
+        f"http://127.0.0.1:{free_port()}/healthz",
+        "--metrics-address",
+        f"127.0.0.1:{metrics_port}",
+        "--prometheus-url",
+        prometheus_url,
+    ]
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICK  # utime + stime
@@ -336,22 +356,7 @@ def run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             env["MODELLEDGER_TRACEMALLOC"] = str(report_path)
         log = (workdir / "operator.log").open("wb")
         operator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "modelledger.cli.main",
-                "run",
-                "-n",
-                NAMESPACE,
-                "--log-level",
-                args.log_level,
-                "--liveness",
-                f"http://127.0.0.1:{free_port()}/healthz",
-                "--metrics-address",
-                f"127.0.0.1:{metrics_port}",
-                "--prometheus-url",
-                prometheus.url,
-            ],
+            operator_command(metrics_port, prometheus.url, args.log_level),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

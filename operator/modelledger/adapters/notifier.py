@@ -18,7 +18,7 @@ import json
 import random
 import time
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
-import yaml
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from modelledger import __version__
+from modelledger.adapters.config_files import load_list
 from modelledger.adapters.metrics import NOTIFICATION_RESULTS, OperatorMetrics
 from modelledger.core.notifications import Notice, Receiver, backoff, check_unique, payload, retryable
 
@@ -55,22 +55,7 @@ _RECEIVERS = TypeAdapter(list[Receiver])
 def load_receivers(path: Path) -> list[Receiver]:
     """The receivers file: a YAML list (or {receivers: [...]}) of receivers. Raises ValueError naming the
     entry and field at fault."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ValueError(f"cannot read {path}: {error}") from None
-    if raw is None:
-        raw = []
-    if isinstance(raw, Mapping) and set(raw) == {"receivers"}:
-        raw = raw["receivers"] or []
-    try:
-        receivers = _RECEIVERS.validate_python(raw)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc']) or 'the file'}: {problem['msg']}"
-            for problem in error.errors()
-        )
-        raise ValueError(f"{path}: {problems}") from None
+    receivers = load_list(path, "receivers", _RECEIVERS)
     try:
         check_unique(receivers)
     except ValueError as error:

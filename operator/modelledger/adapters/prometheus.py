@@ -31,13 +31,13 @@ from urllib.parse import urlsplit
 
 import requests
 import structlog
-import yaml
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from modelledger.adapters.config_files import load_list
 from modelledger.adapters.metrics import EvaluationResult, OperatorMetrics
 from modelledger.api.common import DnsLabel
 from modelledger.api.modeldeployment import Aggregate
@@ -459,22 +459,7 @@ def load_sources(path: Path) -> list[PrometheusSource]:
 
     Raises ValueError naming the entry and field at fault; names must be unique.
     """
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ValueError(f"cannot read {path}: {error}") from None
-    if raw is None:
-        raw = []
-    if isinstance(raw, Mapping) and set(raw) == {"sources"}:
-        raw = raw["sources"] or []
-    try:
-        sources = _SOURCES.validate_python(raw)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc']) or 'the file'}: {problem['msg']}"
-            for problem in error.errors()
-        )
-        raise ValueError(f"{path}: {problems}") from None
+    sources = load_list(path, "sources", _SOURCES)
     names = [source.name for source in sources]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
