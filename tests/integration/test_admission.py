@@ -164,7 +164,7 @@ def guarded(
         "--show-only", "templates/admission-policies.yaml",
         "--show-only", "templates/rbac-users.yaml",
         *(["--api-versions", MAP_API] if mutating else []),
-        "--set", f"admission.namespaceSelector.matchLabels.{_escape(SELECTOR_LABEL)}={token}",
+        "--set-string", f"admission.namespaceSelector.matchLabels.{_escape(SELECTOR_LABEL)}={token}",
         "--set", "rbac.groupBindings[0].role=release-manager",
         "--set", "rbac.groupBindings[0].group=ml-release-managers",
         "--set", f"rbac.groupBindings[0].namespaces[0]={namespace}",
