@@ -512,14 +512,11 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "kubectl"), "--kubeconfig", str(kubeconfig), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    ).stdout
+    # Imported here, in the parent only: each client's child process stays free of the benchmark's
+    # other libraries, so its RSS is its own.
+    from rollback_latency import kubectl as run_kubectl
+
+    return run_kubectl(kubeconfig, *args, stdin=stdin, timeout=600)
 
 
 def machine() -> str:

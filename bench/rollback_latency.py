@@ -87,14 +87,14 @@ def model_deployment(name: str, version: str, interval: str, bake: str, replicas
     }
 
 
-def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
+def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, timeout: float = 900) -> str:
     return subprocess.run(
         [str(Path(sys.executable).parent / "kubectl"), "--kubeconfig", str(kubeconfig), *args],
         input=stdin,
         capture_output=True,
         text=True,
         check=True,
-        timeout=900,
+        timeout=timeout,
     ).stdout
 
 
