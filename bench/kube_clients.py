@@ -1,15 +1,15 @@
 # mypy: disallow-untyped-calls=False
 """Python Kubernetes clients compared on the operator's own calls, against the local plane.
 
-The clients: the sync `kubernetes` client on a 32-thread pool (as `adapters/kube.call` runs it today),
+The clients: the sync `kubernetes` client on a 32-thread pool (the decision path before the aiohttp client),
 `kubernetes_asyncio`, `lightkube` (AsyncClient), `kr8s` (async) and a bare `aiohttp` session with the
 kubeconfig's client certificate (what Kopf does itself). Each one, with 32 requests in flight, makes:
 
 - `get`: GET of one ModelDeployment by name;
-- `status`: a merge patch of its /status with a resourceVersion precondition (`kube.write_status`'s
+- `status`: a merge patch of its /status with a resourceVersion precondition (`kube.status_patch`'s
   body shape), carrying the resourceVersion the previous write returned;
 - `apply`: server-side apply (force, field manager `modelledger`) of a small ConfigMap;
-- `event`: a core/v1 Event, `kube.post_event`'s body.
+- `event`: a core/v1 Event, `kube.event_body`'s shape.
 
 Every write changes the object, so each one is a real etcd write. Each worker owns its own objects
 (one request per object in flight, as the work queue will do). Each client runs in a fresh child
@@ -105,7 +105,7 @@ def config_map(i: int, seq: int) -> dict[str, Any]:
 
 
 def event(i: int, seq: int) -> dict[str, Any]:
-    """`kube.post_event`'s body."""
+    """`kube.event_body`'s shape."""
     now = dt.datetime.now(dt.UTC).isoformat()
     return {
         "apiVersion": "v1",

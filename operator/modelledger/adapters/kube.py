@@ -1,6 +1,6 @@
-"""Kubernetes writes: status with an optimistic-concurrency precondition, the workload by server-side
-apply, and Events. Synchronous (the kubernetes client is); handlers run them with `call`, on a thread pool
-sized for a thousand deployment loops.
+"""The sync Kubernetes client and what both clients share: the configuration, the status patch and Event
+bodies, `Conflict`. The decision path's calls go over aiohttp (`adapters/kube_async.py`); the rare
+ones here (finalizers, test hooks) run with `call`, on a thread pool.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache, partial
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException as ApiException
@@ -63,39 +63,6 @@ def status_patch(old: dict[str, Any], new: dict[str, Any], resource_version: str
     return {"metadata": {"resourceVersion": resource_version}, "status": status}
 
 
-def write_status(
-    plural: str, namespace: str, name: str, old: dict[str, Any], new: dict[str, Any], resource_version: str
-) -> dict[str, Any]:
-    """Write status only if the object is still at `resource_version`; raise Conflict otherwise."""
-    api = kubernetes.client.CustomObjectsApi(client())
-    try:
-        result = api.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            plural,
-            name,
-            status_patch(old, new, resource_version),
-            field_manager=FIELD_MANAGER,
-            _content_type=MERGE,
-            _request_timeout=TIMEOUT,
-        )
-    except ApiException as error:
-        if error.status == 409:
-            raise Conflict(f"{plural}/{name} changed since resourceVersion {resource_version}") from error
-        raise
-    return cast(dict[str, Any], result)
-
-
-def read(plural: str, namespace: str, name: str) -> dict[str, Any]:
-    """One of our custom objects as it is now."""
-    api = kubernetes.client.CustomObjectsApi(client())
-    result = api.get_namespaced_custom_object(
-        GROUP, VERSION, namespace, plural, name, _request_timeout=TIMEOUT
-    )
-    return cast(dict[str, Any], result)
-
-
 def drop_finalizer(plural: str, namespace: str, name: str, finalizer: str, meta: Any) -> None:
     """Remove `finalizer` from one of our objects, if it is still as read (a 409 otherwise)."""
     kept = [f for f in (meta.get("finalizers") or []) if f != finalizer]
@@ -113,24 +80,6 @@ def touch(plural: str, namespace: str, name: str) -> None:
     )
 
 
-def apply(manifest: dict[str, Any]) -> None:
-    """Server-side apply as field manager `modelledger` (force: the operator owns its workload)."""
-    meta = manifest["metadata"]
-    patch = {
-        "Deployment": kubernetes.client.AppsV1Api(client()).patch_namespaced_deployment,
-        "Service": kubernetes.client.CoreV1Api(client()).patch_namespaced_service,
-    }[manifest["kind"]]
-    patch(
-        meta["name"],
-        meta["namespace"],
-        manifest,
-        field_manager=FIELD_MANAGER,
-        force=True,
-        _content_type=APPLY,
-        _request_timeout=TIMEOUT,
-    )
-
-
 @dataclass(frozen=True)
 class ObjectRef:
     api_version: str
@@ -141,15 +90,6 @@ class ObjectRef:
 
 
 _INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()
-
-
-def post_event(ref: ObjectRef, reason: str, message: str, *, warning: bool = False, action: str = "") -> None:
-    """A core/v1 Event on the object. Best effort by nature: Events expire (the apiserver's --event-ttl)."""
-    body = event_body(ref, reason, message, warning=warning, action=action, now=dt.datetime.now(dt.UTC))
-    # The client serialises plain dicts as it does its models.
-    kubernetes.client.CoreV1Api(client()).create_namespaced_event(
-        ref.namespace, cast(Any, body), _request_timeout=TIMEOUT
-    )
 
 
 def event_body(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import kopf
 import structlog
 
-from modelledger.adapters import kube
+from modelledger.adapters import kube, kube_async
 from modelledger.api.common import API_VERSION, GROUP, VERSION
 from modelledger.core import notifications
 from modelledger.core.decision import Plan
@@ -120,6 +120,6 @@ async def routing_checked(
     log.warning("notification receivers ignored", namespace=namespace, deployment=name, ignored=list(ignored))
     ref = kube.ObjectRef(API_VERSION, "ModelDeployment", namespace, name, str(body.metadata.get("uid", "")))
     try:
-        await kube.call(kube.post_event, ref, IGNORED_REASON, message, warning=True)
+        await kube_async.client().post_event(ref, IGNORED_REASON, message, warning=True)
     except kube.ApiException as error:
         log.warning("event not posted", reason=IGNORED_REASON, error=str(error))
