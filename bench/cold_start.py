@@ -27,12 +27,13 @@ from typing import Any, cast
 import kubernetes
 import yaml
 
-from modelledger.testing.plane import LocalPlane, PlaneOptions
+from modelledger.testing.plane import LocalPlane
 from modelledger.testing.processes import free_port
 from modelledger.testing.prometheus import PrometheusServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rollback_latency import (
+    BENCH_PLANE,
     NAMESPACE,
     REPO,
     RssSampler,
@@ -79,7 +80,7 @@ def metric(url: str, name: str, where: str = "") -> float:
 
 def run(n: int, m: int, workdir: Path) -> dict[str, float]:
     with (
-        LocalPlane(workdir / "plane", PlaneOptions(nodes=2)) as plane,
+        LocalPlane(workdir / "plane", BENCH_PLANE) as plane,
         PrometheusServer(workdir / "prometheus") as prometheus,
     ):
         kc = plane.kubeconfig

@@ -47,10 +47,11 @@ import kubernetes
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from modelledger.testing.binaries import MissingBinary, cache_dir, read_versions
-from modelledger.testing.plane import LocalPlane, PlaneOptions
+from modelledger.testing.plane import LocalPlane
 from modelledger.testing.processes import free_port
 from modelledger.testing.prometheus import PrometheusServer
 from rollback_latency import (
+    BENCH_PLANE,
     FOR,
     NAMESPACE,
     REPO,
@@ -595,7 +596,7 @@ def run_rollouts(bench: Bench, binary: Path) -> dict[str, Any]:
 
 def run(n: int, args: argparse.Namespace, workdir: Path, binary: Path, crds: Path) -> dict[str, Any]:
     with (
-        LocalPlane(workdir / "plane", PlaneOptions(nodes=2)) as plane,
+        LocalPlane(workdir / "plane", BENCH_PLANE) as plane,
         PrometheusServer(workdir / "prometheus") as prometheus,
     ):
         kc = plane.kubeconfig

@@ -19,6 +19,7 @@ from tests.scenario import (
     cli,
     get,
     model_deployment,
+    reasons,
     stable_then_upgraded,
     status,
     versions,
@@ -131,3 +132,38 @@ def test_eleven_hundred_deployments_on_one_model_version(
     )["items"]
     assert len(deployments) == FLEET
     assert all(d["spec"]["replicas"] == 0 for d in deployments)
+
+
+def test_a_refused_service_keeps_the_decision_its_events_and_retries_the_apply(
+    plane: ClusterAccess, namespace: str, operator: OperatorProcess
+) -> None:
+    # A quota of no Services stands for any refusal of the second apply (a full service IP range did
+    # it in a 1,000-deployment benchmark): the decision is already recorded and must be announced.
+    apply(
+        plane,
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "no-services"},
+            "spec": {"hard": {"services": "0"}},
+        },
+    )
+    operator.start()
+    versions(plane, namespace)
+    apply(plane, namespace, model_deployment(V132, bake="1h"))
+    wait_served(plane, namespace, V132, 1)
+    eventually(lambda: "Deployed" in reasons(plane, namespace), 20, "the Deployed Event")
+    assert plane.kubectl("get", "-n", namespace, "service", "fraud-detector", check=False).returncode != 0
+    eventually(lambda: operator.log.read_text().count("pass failed; retrying") >= 2, 30, "the apply retried")
+
+    plane.kubectl("delete", "-n", namespace, "resourcequota", "no-services")
+    eventually(
+        lambda: (
+            plane.kubectl("get", "-n", namespace, "service", "fraud-detector", check=False).returncode == 0
+        ),
+        60,
+        "the Service, once the quota is gone",
+    )
+    assert reasons(plane, namespace).count("Deployed") == 1, "announced once, not at every retry"
+    assert [(e.revision, e.version) for e in status(plane, namespace).history] == [(1, V132)]

@@ -325,6 +325,9 @@ async def reconcile_once(
         log.warning("leadership lost after the status write", namespace=namespace, deployment=name)
         return RETRY_AFTER_CONFLICT
     await request_handlers.answer(namespace, name, request_raw, plan.outcomes, at, config.answered)
+    # The decision is recorded: its Events go on the bookkeeping lane now, so a workload apply that
+    # fails (a quota, a full service IP range) retries the apply without losing them.
+    post_events(_ref(namespace, name, raw), plan, config.bookkeeping)
     if plan.hold is None:
         with timed("workload_apply"):
             await _apply_workload(
@@ -339,7 +342,6 @@ async def reconcile_once(
             )
         await ensure_pod_monitor(namespace, name, meta, config)
     _crash_point("after-workload-patch", plan)
-    post_events(_ref(namespace, name, raw), plan, config.bookkeeping)
     return pacing.next_pass(situation, plan).total_seconds()  # watch events and rule changes wake us sooner
 
 

@@ -27,7 +27,7 @@ from modelledger.testing.binaries import Binaries
 from modelledger.testing.pki import CertFiles, CertificateAuthority, write_service_account_keys
 from modelledger.testing.processes import Child, ProcessGroup, free_port, wait_until
 
-SERVICE_CIDR = "10.0.0.0/24"
+SERVICE_CIDR = "10.0.0.0/16"  # one ClusterIP per ModelDeployment: room for benchmark fleets
 POD_CIDR = "10.244.0.0/16"  # kwok assigns fake pod IPs from here
 KWOK_STAGES = (
     "node/fast/node-initialize.yaml",
@@ -43,6 +43,10 @@ class PlaneOptions:
     nodes: int = 2
     event_ttl: str = "1h"  # the apiserver's --event-ttl; tests shorten it to prove reports outlive Events
     startup_timeout: float = 90.0
+    # kube-controller-manager's client rate limit. Its default (20 requests/s, burst 30) paces roll-outs
+    # of hundreds of Deployments to a few a second; large production planes raise it, and the
+    # benchmarks do, so that a fleet's roll-out is not what they measure.
+    controller_manager_qps: int | None = None
 
 
 class LocalPlane:
@@ -206,6 +210,7 @@ class LocalPlane:
                 # The CSR API issues client certificates (tests get real, non-impersonated users).
                 f"--cluster-signing-cert-file={ca.cert_path}",
                 f"--cluster-signing-key-file={ca.key_path}",
+                *self._controller_manager_limits(),
             ],
         )
         scheduler_port = free_port()
@@ -252,6 +257,12 @@ class LocalPlane:
             interval=0.25,
         )
         self.timings["ready"] = time.monotonic() - t
+
+    def _controller_manager_limits(self) -> list[str]:
+        qps = self.options.controller_manager_qps
+        if qps is None:
+            return []
+        return [f"--kube-api-qps={qps}", f"--kube-api-burst={2 * qps}"]
 
     def _start_etcd(self) -> str:
         client, peer = free_port(), free_port()
