@@ -27,6 +27,7 @@ from typing import Any, cast
 import kubernetes
 import yaml
 
+import runtime
 from modelledger.testing.plane import LocalPlane
 from modelledger.testing.processes import free_port
 from modelledger.testing.prometheus import PrometheusServer
@@ -67,7 +68,7 @@ def start_operator(
         operator_command(metrics_port, prometheus_url),
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=env,
+        env=runtime.env(env),
     )
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -46,6 +45,7 @@ from typing import Any
 import kubernetes
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+import runtime
 from modelledger.testing.binaries import MissingBinary, cache_dir, read_versions
 from modelledger.testing.plane import LocalPlane
 from modelledger.testing.processes import free_port
@@ -431,10 +431,7 @@ def run_modelledger(bench: Bench) -> dict[str, Any]:
     metrics_port = free_port()
     log = (bench.workdir / "modelledger.log").open("wb")
     operator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modelledger.cli.main",
+        runtime.command(
             "run",
             "-n",
             NAMESPACE,
@@ -446,10 +443,10 @@ def run_modelledger(bench: Bench) -> dict[str, Any]:
             f"127.0.0.1:{metrics_port}",
             "--prometheus-url",
             bench.prometheus.url,
-        ],
+        ),
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=bench.plane.access.env(),
+        env=runtime.env(bench.plane.access.env()),
     )
     pids = bench.pids(operator.pid)
     rss = RssSampler(operator.pid)

@@ -42,6 +42,7 @@ import yaml
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
+import runtime
 from modelledger.testing.plane import LocalPlane, PlaneOptions
 from modelledger.testing.processes import free_port
 from modelledger.testing.prometheus import PrometheusServer
@@ -129,10 +130,7 @@ def statuses(objects: Any) -> list[dict[str, Any]]:
 
 def operator_command(metrics_port: int, prometheus_url: str, log_level: str = "WARNING") -> list[str]:
     """`modelledger run` for the benchmark's namespace, its metrics on `metrics_port`."""
-    return [
-        sys.executable,
-        "-m",
-        "modelledger.cli.main",
+    return runtime.command(
         "run",
         "-n",
         NAMESPACE,
@@ -144,10 +142,17 @@ def operator_command(metrics_port: int, prometheus_url: str, log_level: str = "W
         f"127.0.0.1:{metrics_port}",
         "--prometheus-url",
         prometheus_url,
-    ]
+    )
+
+
+MACHINE = 0
+"""The pid key of the whole machine in the CPU figures: busy CPU seconds of all cores (/proc/stat)."""
 
 
 def cpu_seconds(pid: int) -> float:
+    if pid == MACHINE:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = Path("/proc/stat").read_text().split()[1:9]
+        return sum(int(v) for v in (user, nice, system, irq, softirq, steal)) / CLOCK_TICK
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICK  # utime + stime
 
@@ -354,7 +359,7 @@ def run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         metrics_port = free_port()
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         report_path = workdir / "tracemalloc.txt"
-        env = plane.access.env()
+        env = runtime.env(plane.access.env())
         if args.tracemalloc:
             env["MODELLEDGER_TRACEMALLOC"] = str(report_path)
         log = (workdir / "operator.log").open("wb")
@@ -365,7 +370,14 @@ def run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             env=env,
         )
         children = {child.name: child.pid for child in plane.processes.children}
-        pids = {"operator": operator.pid, "apiserver": children["kube-apiserver"], "etcd": children["etcd"]}
+        pids = {
+            **{name: pid for name, pid in children.items() if name not in ("kube-apiserver", "etcd")},
+            "operator": operator.pid,
+            "apiserver": children["kube-apiserver"],
+            "etcd": children["etcd"],
+            **{child.name: child.pid for child in prometheus.processes.children},
+            "machine": MACHINE,
+        }
         rss = RssSampler(operator.pid)
         rss.start()
         result: dict[str, Any] = {"n": n, "interval": interval, "replicas": args.replicas}
@@ -430,6 +442,7 @@ def run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "workload_applies": steady.phase_count("workload_apply"),
                 "all_writes": steady.busiest_writes(),
                 "rss_mib": rss.between(steady.before.at, steady.after.at),
+                "cpu": {name: steady.cores(name) for name in pids},
             }
             if args.tracemalloc:
                 result["tracemalloc_steady"] = tracemalloc_report(operator.pid, report_path)
@@ -496,6 +509,7 @@ def run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "retries": storm.delta("modelledger_pass_retries_total"),
                 "api_writes": storm.api_writes,
                 "phases": storm.phases(),
+                "cpu": {name: storm.cores(name) for name in pids},
             }
             result["rss_peak_mib"] = rss.peak()
             if args.tracemalloc:
@@ -515,6 +529,13 @@ def percentile(values: list[float], q: int) -> float:
     if not values:
         return float("nan")
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def cpu_line(cores: dict[str, float]) -> str:
+    """Who is busy: each process's cores, busiest first, then the machine's busy cores of all it has."""
+    named = sorted(((v, k) for k, v in cores.items() if k != "machine"), reverse=True)
+    shown = ", ".join(f"{name} {value:.2f}" for value, name in named)
+    return f"{shown}; machine busy {cores.get('machine', float('nan')):.2f} of {os.cpu_count()}"
 
 
 def print_tables(rows: list[dict[str, Any]]) -> None:
@@ -538,6 +559,8 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
             "       phases: "
             + ", ".join(f"{p} {c:.0f} x {m * 1000:.0f} ms" for p, (c, m) in s["phases"].items())
         )
+    for r in rows:
+        print(f"  N={r['n']}: storm CPU (cores) {cpu_line(r['storm']['cpu'])}")
     print("(storm: breach visible to PromQL -> pod template names the stable version; for = 2 s;")
     print(" phases: count x mean duration during the storm, from modelledger_phase_seconds)")
     print(" decided: the rollback's history entry; cores: CPU during the storm; RSS in MiB)")
@@ -561,6 +584,7 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
         print(
             f"  N={r['n']}: workload applies {s['workload_applies']:.0f}; apiserver writes: {s['all_writes']}"
         )
+        print(f"  N={r['n']}: steady CPU (cores) {cpu_line(s['cpu'])}")
     print(
         f"(steady state over {rows[0]['steady']['seconds']:.0f} s, every rule passing; API writes: writes the"
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from wsgiref.simple_server import WSGIServer
 
@@ -181,6 +182,9 @@ class OperatorMetrics:
         self._serving: dict[tuple[str, str], tuple[str, str, str]] = {}
         self._rules: dict[tuple[str, str], set[str]] = {}
         self._known: set[tuple[str, str]] = set()
+        # Every tick records every rule: keep each rule's series and last state, so an unchanged rule
+        # costs a dictionary lookup and a gauge set, not two label lookups under prometheus_client's locks.
+        self._rule_series: dict[tuple[str, str, str], _RuleSeries] = {}
 
     def watch_audit_sink(self, healthy: Callable[[], bool], pending: Callable[[], int]) -> None:
         """Read the audit sink's health and queue length at each scrape."""
@@ -226,22 +230,33 @@ class OperatorMetrics:
             self.rollbacks.labels(namespace, deployment, cause)
         self._known.add((namespace, deployment))
 
-    def record_evaluation(self, result: EvaluationResult) -> None:
-        self.rule_evaluations.labels(result.value).inc()
+    def record_evaluation(self, result: EvaluationResult, count: int = 1) -> None:
+        if count:
+            self.rule_evaluations.labels(result.value).inc(count)
 
     def observe_query(self, seconds: float) -> None:
         self.prometheus_query_seconds.observe(seconds)
 
     def record_rule(self, namespace: str, deployment: str, status: RuleStatus) -> None:
         """The rule's state and value; the value series is removed while the rule has no value."""
+        key = (namespace, deployment, status.name)
         with self._lock:
-            self._know(namespace, deployment)
-            self._rules.setdefault((namespace, deployment), set()).add(status.name)
-            self.rule_state.labels(namespace, deployment, status.name).state(status.state.value)
+            series = self._rule_series.get(key)
+            if series is None:
+                self._know(namespace, deployment)
+                self._rules.setdefault((namespace, deployment), set()).add(status.name)
+                series = self._rule_series[key] = _RuleSeries(self.rule_state.labels(*key))
+            if series.state is not status.state:
+                series.state_child.state(status.state.value)
+                series.state = status.state
             if status.value is None:
-                _remove(self.rule_value, namespace, deployment, status.name)
+                if series.value_child is not None:
+                    _remove(self.rule_value, *key)
+                    series.value_child = None
             else:
-                self.rule_value.labels(namespace, deployment, status.name).set(status.value)
+                if series.value_child is None:
+                    series.value_child = self.rule_value.labels(*key)
+                series.value_child.set(status.value)
 
     def keep_rules(self, namespace: str, deployment: str, names: Iterable[str]) -> None:
         """Drop the series of rules no longer in the deployment's spec."""
@@ -278,8 +293,18 @@ class OperatorMetrics:
         return server
 
     def _forget_rule(self, namespace: str, deployment: str, name: str) -> None:
+        self._rule_series.pop((namespace, deployment, name), None)
         _remove(self.rule_value, namespace, deployment, name)
         _remove(self.rule_state, namespace, deployment, name)
+
+
+@dataclass
+class _RuleSeries:
+    """One rule's series: its state (the Enum's child), and its value's child while it has a value."""
+
+    state_child: Enum
+    state: RuleState | None = None
+    value_child: Gauge | None = None
 
 
 def _remove(metric: Gauge | Enum, *labels: str) -> None:

@@ -340,16 +340,16 @@ class PrometheusAdapter:
         if self.metrics is not None:
             self.metrics.observe_query(time.monotonic() - started)
 
-    def count(self, sample: Sample) -> None:
-        """One rule evaluation's result, for modelledger_rule_evaluations_total."""
+    def count(self, *samples: Sample) -> None:
+        """Rule evaluations' results, for modelledger_rule_evaluations_total (one increment per result
+        kind: a fleet query answers for thousands of rules at once)."""
         if self.metrics is None:
             return
-        if isinstance(sample, QueryError):
-            self.metrics.record_evaluation(EvaluationResult.ERROR)
-        elif isinstance(sample, NoData):
-            self.metrics.record_evaluation(EvaluationResult.NO_DATA)
-        else:
-            self.metrics.record_evaluation(EvaluationResult.VALUE)
+        errors = sum(1 for sample in samples if isinstance(sample, QueryError))
+        no_data = sum(1 for sample in samples if isinstance(sample, NoData))
+        self.metrics.record_evaluation(EvaluationResult.ERROR, errors)
+        self.metrics.record_evaluation(EvaluationResult.NO_DATA, no_data)
+        self.metrics.record_evaluation(EvaluationResult.VALUE, len(samples) - errors - no_data)
 
 
 def range_points(series: list[dict[str, Any]], aggregate: Aggregate) -> list[tuple[datetime, float]]:

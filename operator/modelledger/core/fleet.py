@@ -73,11 +73,20 @@ class FleetTemplate:
             raise PromQLError("a fleet query needs at least one member")
         if len(columns[DEPLOYMENT]) > MAX_LISTED_DEPLOYMENTS:
             columns[DEPLOYMENT] = []
-        text = _FleetPrinter(self.labels, columns).expr(self.tree)
-        parsed = promql.parse(text)  # printed from the tree, and it must read back as one expression
-        if parsed.text != text:
-            raise PromQLError("the fleet query cannot be printed back as it was built")  # a printer gap
-        return text
+        return _printed(self.template, tuple((label, tuple(columns[label])) for label in self.labels))
+
+
+@lru_cache(maxsize=1024)
+def _printed(template: str, columns: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
+    """The fleet query of a template for these label values: the same group asks the same query at
+    every tick, so it is printed and read back once."""
+    shape = _fleet_template(template)
+    assert isinstance(shape, FleetTemplate), "only fleet-safe templates are printed"
+    text = _FleetPrinter(shape.labels, {label: list(values) for label, values in columns}).expr(shape.tree)
+    parsed = promql.parse(text)  # printed from the tree, and it must read back as one expression
+    if parsed.text != text:
+        raise PromQLError("the fleet query cannot be printed back as it was built")  # a printer gap
+    return text
 
 
 def fleet_template(template: str) -> FleetTemplate | str:

@@ -187,7 +187,8 @@ def _since(previous: RuleStatus | None, state: RuleState, now: datetime) -> date
 def _status(
     rule: RollbackRule, state: RuleState, value: float | None, since: datetime | None, message: str
 ) -> RuleStatus:
-    return RuleStatus(name=rule.name, state=state, value=value, since=since, message=message)
+    # Built from checked values at every evaluation of every rule: construct without validating again.
+    return RuleStatus.model_construct(name=rule.name, state=state, value=value, since=since, message=message)
 
 
 def _shorten(text: str, limit: int = MESSAGE_LIMIT) -> str:

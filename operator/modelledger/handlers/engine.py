@@ -278,7 +278,7 @@ class RuleEngine:
         split = fleet.split(result, shape.labels, keys)
         for member_key, one in keys.items():
             one.sample = to_sample(split[member_key], one.rule.aggregate)
-            target.adapter.count(one.sample)
+        target.adapter.count(*(one.sample for one in keys.values() if one.sample is not None))
 
     async def _alone(self, one: _Asked, sent: _Sent) -> None:
         assert one.target is not None
