@@ -202,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
     from modelledger.cli.common import fail
     from modelledger.core.leadership import LeaseTiming
     from modelledger.core.promql import Tenancy
+    from modelledger.handlers import kopf_startup
     from modelledger.handlers import operator as handlers
     from modelledger.handlers.context import OperatorConfig
     from modelledger.handlers.leadership import Gate
@@ -299,6 +300,7 @@ def run(args: argparse.Namespace) -> int:
         handlers.serve_metrics(host or "0.0.0.0", int(port))
     peering = args.peering if election is None else None
     diagnostics.from_environment()
+    kopf_startup.install()
     if election is not None:
         election.start()
     try:
