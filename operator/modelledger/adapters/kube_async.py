@@ -24,7 +24,9 @@ from modelledger.adapters import kube
 from modelledger.api.common import GROUP, VERSION
 
 CONNECTIONS = 64
-TIMEOUT = aiohttp.ClientTimeout(total=kube.TIMEOUT[1], connect=kube.TIMEOUT[0])
+# `sock_connect`, not `connect`: aiohttp's `connect` also counts the wait for a free pooled connection,
+# which under load is queueing, not a dead server; `total` bounds the whole call either way.
+TIMEOUT = aiohttp.ClientTimeout(total=kube.TIMEOUT[1], sock_connect=kube.TIMEOUT[0])
 _JSON = "application/json"
 
 

@@ -163,7 +163,6 @@ def _defer(
 @kopf.on.event(GROUP, VERSION, "modelversions")
 async def version_event(
     type: str,
-    body: kopf.Body,
     namespace: str,
     name: str,
     version_users: kopf.Index[Any, Any],
@@ -171,17 +170,13 @@ async def version_event(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
+    """A version's status, on the bookkeeping lane like its `usedBy` refreshes (the same job): ten
+    thousand versions listed at start are written at the lane's rate, not all at once."""
     if type == "DELETED":
         return
-    gate = _gate(memo)
-    if not gate.leading():
-        _defer(gate, namespace, name, version_users, version_bodies)
-        return
-    await _sync_status(
-        dict(body),
-        _users(version_users, namespace, name),
-        blocked=body.metadata.get("deletionTimestamp") is not None,
-    )
+    config: OperatorConfig = memo["config"]
+    refresh = functools.partial(_refresh, config.gate, namespace, name, version_users, version_bodies)
+    config.bookkeeping.submit(("usedBy", namespace, name), refresh)
 
 
 @kopf.on.event(GROUP, VERSION, "modeldeployments")
