@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import kubernetes
 import yaml
@@ -40,6 +40,7 @@ from rollback_latency import (
     RssSampler,
     apply_in_chunks,
     kubectl,
+    listed,
     model_deployment,
     operator_command,
     quiet,
@@ -80,11 +81,6 @@ def metric(url: str, name: str, where: str = "") -> float:
         return 0.0
 
 
-def listed(objects: Any) -> list[dict[str, Any]]:
-    items = objects.list_namespaced_custom_object("modelledger.io", "v1alpha1", NAMESPACE, "modeldeployments")
-    return cast(list[dict[str, Any]], items["items"])
-
-
 def changed_fields(before: dict[str, dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, int]:
     """How many deployments' status changed across the restart, per top-level status field."""
     counts: dict[str, int] = {}
@@ -117,16 +113,10 @@ def run(n: int, m: int, workdir: Path) -> dict[str, Any]:
         objects = kubernetes.client.CustomObjectsApi(client)
 
         def current() -> int:
-            items = cast(
-                dict[str, Any],
-                objects.list_namespaced_custom_object(
-                    "modelledger.io", "v1alpha1", NAMESPACE, "modeldeployments"
-                ),
-            )
             return len(
                 [
                     item
-                    for item in items["items"]
+                    for item in listed(objects)
                     if (item.get("status") or {}).get("observedGeneration") == item["metadata"]["generation"]
                 ]
             )
@@ -189,9 +179,7 @@ def run(n: int, m: int, workdir: Path) -> dict[str, Any]:
             result["restart_status_writes"] = metric(
                 url, "modelledger_phase_seconds_count", "phase=status_write"
             )
-            changed = changed_fields(stopped, listed(objects))
-            result["restart_changed"] = float(sum(changed.values()))
-            result["restart_changed_fields"] = changed
+            result["restart_changed_fields"] = changed_fields(stopped, listed(objects))
             result["restart_rss_mib"] = rss.peak()
         finally:
             rss.stop()

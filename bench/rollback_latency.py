@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kubernetes
 import yaml
@@ -123,9 +123,14 @@ def wait(what: str, probe: Callable[[], bool], timeout: float, interval: float =
     raise TimeoutError(f"{what}: not within {timeout:.0f} s")
 
 
-def statuses(objects: Any) -> list[dict[str, Any]]:
+def listed(objects: Any) -> list[dict[str, Any]]:
+    """Every ModelDeployment of the benchmark's namespace, as the apiserver has it now."""
     items = objects.list_namespaced_custom_object("modelledger.io", "v1alpha1", NAMESPACE, "modeldeployments")
-    return [item.get("status") or {} for item in items["items"]]
+    return cast(list[dict[str, Any]], items["items"])
+
+
+def statuses(objects: Any) -> list[dict[str, Any]]:
+    return [item.get("status") or {} for item in listed(objects)]
 
 
 def operator_command(metrics_port: int, prometheus_url: str, log_level: str = "WARNING") -> list[str]:
