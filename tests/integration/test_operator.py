@@ -6,6 +6,7 @@ import json
 import time
 
 from modelledger.core import history
+from modelledger.handlers.versions import BLOCKED_RETRY
 from modelledger.testing.access import ClusterAccess
 from tests.helpers import eventually
 from tests.operator_process import OperatorProcess
@@ -134,6 +135,9 @@ def test_deleting_a_referenced_version_is_blocked_until_unreferenced(
     condition = next(c for c in blocked["status"]["conditions"] if c["type"] == "DeletionBlocked")
     assert condition["status"] == "True"
     assert "fraud-detector" in condition["message"]
+    assert blocked["metadata"]["finalizers"] == ["modelledger.io/finalizer"], "ours only, not Kopf's"
+    time.sleep(2 * BLOCKED_RETRY + 1)  # the guard looks again twice meanwhile
+    assert reasons(plane, namespace).count("DeletionBlocked") == 1, "one Event per blocking, not per look"
 
     plane.kubectl("delete", "-n", namespace, "mdep", "fraud-detector", "--wait=true", "--timeout=60s")
     eventually(

@@ -68,6 +68,28 @@ def test_a_full_lane_drops_its_oldest_job() -> None:
     assert (lane.pending(), lane.dropped) == (2, 1)
 
 
+def test_a_job_that_re_arms_itself_on_every_run_keeps_one_timer() -> None:
+    """A blocked deletion looks again after a delay each time it runs, and events run it too: the
+    retries must not multiply."""
+    ran: list[str] = []
+
+    async def scenario() -> None:
+        lane = Lane(workers=1)
+        lane.start()
+        for _ in range(5):
+            lane.submit_later("blocked", _append(ran, "retry"), 0.2)
+        lane.submit_later("other", _append(ran, "other"), 0.05)
+        await _until(lambda: len(ran) == 2)
+        await asyncio.sleep(0.4)
+        lane.submit_later("blocked", _append(ran, "again"), 0.05)
+        await _until(lambda: len(ran) == 3)
+        lane.submit_later("late", _append(ran, "never"), 10.0)
+        await lane.stop()
+
+    asyncio.run(scenario())
+    assert ran == ["other", "retry", "again"], "one run per armed timer; a stopped lane's timers cancelled"
+
+
 def _append(into: list[str], value: str) -> Job:
     async def job() -> None:
         into.append(value)

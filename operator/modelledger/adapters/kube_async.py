@@ -119,6 +119,19 @@ class AsyncKube:
             params={"fieldManager": kube.FIELD_MANAGER},
         )
 
+    async def write_finalizers(
+        self, plural: str, namespace: str, name: str, finalizers: list[str], resource_version: str
+    ) -> dict[str, Any]:
+        """Set an object's finalizers only if it is still at `resource_version`; raise Conflict otherwise."""
+        patch = {"metadata": {"resourceVersion": resource_version, "finalizers": finalizers}}
+        return await self.request(
+            "PATCH",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}",
+            patch,
+            content_type=kube.MERGE,
+            params={"fieldManager": kube.FIELD_MANAGER},
+        )
+
     async def read(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
         return await self.request("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}")
 

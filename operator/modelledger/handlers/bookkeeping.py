@@ -31,6 +31,7 @@ class Lane:
     _jobs: OrderedDict[Hashable, Job] = field(default_factory=OrderedDict)
     _ready: asyncio.Event | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _later: dict[Hashable, asyncio.TimerHandle] = field(default_factory=dict)
     _tokens: float = 0.0
     _refilled: float = 0.0
     merged: int = 0
@@ -47,6 +48,18 @@ class Lane:
         if self._ready is not None:
             self._ready.set()
 
+    def submit_later(self, key: Hashable, job: Job, delay: float) -> None:
+        """Queue `job` under `key` after `delay` seconds, unless a later submission of `key` waits
+        already: a job that re-arms itself each run keeps one timer, however often it also runs."""
+        if key in self._later:
+            return
+
+        def due() -> None:
+            del self._later[key]
+            self.submit(key, job)
+
+        self._later[key] = asyncio.get_running_loop().call_later(delay, due)
+
     def pending(self) -> int:
         return len(self._jobs)
 
@@ -60,6 +73,9 @@ class Lane:
         ]
 
     async def stop(self) -> None:
+        for handle in self._later.values():
+            handle.cancel()
+        self._later.clear()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -6,7 +6,10 @@ from typing import Any
 
 import kopf
 
+# Ours, put on ModelVersions and taken off by handlers/versions.py on the bookkeeping lane.
 FINALIZER = "modelledger.io/finalizer"
+# Kopf's: no handler needs one now. A name of its own, so Kopf never takes ours off an object.
+KOPF_FINALIZER = "kopf.modelledger.io/finalizer"
 
 
 @kopf.on.startup()
@@ -15,7 +18,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
         field="status.kopf.lastHandledConfiguration"
     )
-    settings.persistence.finalizer = FINALIZER
+    settings.persistence.finalizer = KOPF_FINALIZER
     # Our decisions post their own catalogued Events; Kopf's log lines stay in the log.
     settings.posting.enabled = False
     settings.watching.server_timeout = 300

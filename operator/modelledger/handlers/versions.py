@@ -1,15 +1,20 @@
 """ModelVersion handlers: status (phase, usedBy, short digest) and the deletion guard.
 
-A ModelVersion named in any ModelDeployment's history is evidence of what served: Kopf's finalizer keeps
-it until no history references it. The blocked deletion is explained by a condition and an Event.
+A ModelVersion named in any ModelDeployment's history is evidence of what served: our finalizer keeps it
+until no history references it. The blocked deletion is explained by a condition, an Event and an audit
+record, once per blocking.
 
-Only the leader writes (status, Events, audit records): a standby defers status syncs to its takeover
-and holds a deletion until it leads or the leader has let the object go.
+All of it is one job per version on the bookkeeping lane: put the finalizer on, write the status, or
+hold or release a deletion. Ten thousand versions seen at a first start are written at the lane's
+rate, with its few connections, not all at once (Kopf's own finalizer, which this replaces, patched
+every version at once from its own unbounded connection pool).
+
+Only the leader writes (finalizers, status, Events, audit records): a standby defers each version's job
+to its takeover, and holds a deletion until then.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from typing import Any
 
@@ -22,7 +27,6 @@ from modelledger.api import Condition, ConditionStatus, ModelVersion, ModelVersi
 from modelledger.api.common import API_VERSION, GROUP, VERSION
 from modelledger.api.modelversion import USED_BY_SHOWN, short_digest
 from modelledger.handlers.context import OperatorConfig, now
-from modelledger.handlers.leadership import Gate
 from modelledger.handlers.startup import FINALIZER
 
 log = structlog.get_logger("modelledger.versions")
@@ -113,51 +117,104 @@ def desired_status(raw: dict[str, Any], users: list[str], blocked: bool) -> dict
     return new.to_wire()
 
 
+def _blocked(raw: dict[str, Any]) -> bool:
+    conditions = (raw.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "DeletionBlocked" and c.get("status") == "True" for c in conditions)
+
+
 async def _sync_status(raw: dict[str, Any], users: list[str], blocked: bool = False) -> None:
+    """Write the status `raw` should show, if it differs (a Conflict when `raw` is stale)."""
     wanted = desired_status(raw, users, blocked)
     current = _status_fields(raw)
     if wanted is None or wanted == current:
         return
     meta = raw["metadata"]
-    # On a conflict the newer object arrives as a watch event and is synced then.
-    with contextlib.suppress(kube.Conflict):
-        await kube_async.client().write_status(
-            kube.VERSIONS,
-            meta["namespace"],
-            meta["name"],
-            current,
-            wanted,
-            meta["resourceVersion"],
-        )
+    await kube_async.client().write_status(
+        kube.VERSIONS, meta["namespace"], meta["name"], current, wanted, meta["resourceVersion"]
+    )
 
 
-def _gate(memo: kopf.Memo) -> Gate:
-    config: OperatorConfig = memo["config"]
-    return config.gate
-
-
-async def _catch_up(
-    namespace: str, name: str, users: kopf.Index[Any, Any], bodies: kopf.Index[Any, Any]
+def _submit(
+    config: OperatorConfig,
+    namespace: str,
+    name: str,
+    users: kopf.Index[Any, Any],
+    bodies: kopf.Index[Any, Any],
+    delay: float = 0.0,
 ) -> None:
-    """After a takeover: the status of a version whose sync a standby skipped, from the live indices."""
-    raw = next(iter(bodies.get((namespace, name), [])), None)
+    """Queue the version's job; jobs of one version merge, so each runs on the indices as they are then."""
+    key = ("usedBy", namespace, name)
+    job = functools.partial(_sync, config, namespace, name, users, bodies)
+    if delay:
+        config.bookkeeping.submit_later(key, job, delay)
+    else:
+        config.bookkeeping.submit(key, job)
+
+
+async def _sync(
+    config: OperatorConfig,
+    namespace: str,
+    name: str,
+    users_index: kopf.Index[Any, Any],
+    bodies_index: kopf.Index[Any, Any],
+) -> None:
+    """One version's finalizer and status, or its deletion held or let go."""
+    if not config.gate.leading():
+
+        async def at_takeover() -> None:  # through the lane, not all at once
+            _submit(config, namespace, name, users_index, bodies_index)
+
+        config.gate.defer(("ModelVersion", namespace, name), at_takeover)
+        return
+    raw = next(iter(bodies_index.get((namespace, name), [])), None)
     if raw is None:
         return
+    raw = dict(raw)
+    users = _users(users_index, namespace, name)
+    meta = raw["metadata"]
+    finalizers = list(meta.get("finalizers") or [])
+    deleting = meta.get("deletionTimestamp") is not None
     try:
-        await _sync_status(
-            dict(raw),
-            _users(users, namespace, name),
-            blocked=raw.get("metadata", {}).get("deletionTimestamp") is not None,
+        if deleting and FINALIZER in finalizers:
+            if await _guard(raw, users):
+                _submit(config, namespace, name, users_index, bodies_index, delay=BLOCKED_RETRY)
+            return
+        if not deleting and FINALIZER not in finalizers:
+            raw = await kube_async.client().write_finalizers(
+                kube.VERSIONS, namespace, name, [*finalizers, FINALIZER], meta["resourceVersion"]
+            )
+        await _sync_status(raw, users, blocked=False)
+    except kube.Conflict:
+        pass  # the newer object arrives as a watch event, which queues this job again
+    except kube.ApiException as error:
+        log.warning("version not synced", namespace=namespace, version=name, error=str(error)[:300])
+        if deleting:
+            _submit(config, namespace, name, users_index, bodies_index, delay=BLOCKED_RETRY)
+
+
+async def _guard(raw: dict[str, Any], users: list[str]) -> bool:
+    """A version being deleted: let it go when no history names it, or hold it (True: look again)."""
+    meta = raw["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    if not users:
+        # Recorded first: a duplicate line after a lost race is better than a deletion left unrecorded.
+        audit.record_version_event("VersionDeleted", namespace, name, f"{name} deleted: no history names it")
+        kept = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+        await kube_async.client().write_finalizers(
+            kube.VERSIONS, namespace, name, kept, meta["resourceVersion"]
         )
-    except kube.ApiException as error:  # the next event syncs it
-        log.warning("version status not caught up", namespace=namespace, version=name, error=str(error))
-
-
-def _defer(
-    gate: Gate, namespace: str, name: str, users: kopf.Index[Any, Any], bodies: kopf.Index[Any, Any]
-) -> None:
-    catch_up = functools.partial(_catch_up, namespace, name, users, bodies)
-    gate.defer(("ModelVersion", namespace, name), catch_up)
+        return False
+    newly = not _blocked(raw)
+    await _sync_status(raw, users, blocked=True)
+    if newly:
+        message = f"deletion of {name} blocked: the history of {named(users)} names it"
+        ref = kube.ObjectRef(API_VERSION, "ModelVersion", namespace, name, meta.get("uid", ""))
+        try:
+            await kube_async.client().post_event(ref, "DeletionBlocked", message, warning=True)
+        except kube.ApiException as error:
+            log.warning("event not posted", reason="DeletionBlocked", error=str(error))
+        audit.record_version_event("DeletionBlocked", namespace, name, message, warning=True)
+    return True
 
 
 @kopf.on.event(GROUP, VERSION, "modelversions")
@@ -170,13 +227,8 @@ async def version_event(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    """A version's status, on the bookkeeping lane like its `usedBy` refreshes (the same job): ten
-    thousand versions listed at start are written at the lane's rate, not all at once."""
-    if type == "DELETED":
-        return
-    config: OperatorConfig = memo["config"]
-    refresh = functools.partial(_refresh, config.gate, namespace, name, version_users, version_bodies)
-    config.bookkeeping.submit(("usedBy", namespace, name), refresh)
+    if type != "DELETED":
+        _submit(memo["config"], namespace, name, version_users, version_bodies)
 
 
 @kopf.on.event(GROUP, VERSION, "modeldeployments")
@@ -188,59 +240,11 @@ async def deployment_event(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    """A history changed: refresh `usedBy` of the versions it names now or named before, on the
-    bookkeeping lane, where the refreshes of one version merge (a thousand deployments of one version
-    make one write, not a thousand)."""
+    """A history changed: queue the versions it names now or named before (a thousand deployments of
+    one version make one status write, not a thousand, and the last one gone lets a deletion go)."""
     names = {entry.get("version") for entry in status.get("history") or []}
     remembered: dict[str, set[str]] = memo.setdefault("versions_by_namespace", {})
     previously = remembered.get(namespace, set())
     remembered[namespace] = previously | {n for n in names if n}
-    config: OperatorConfig = memo["config"]
     for version_name in sorted(previously | names - {None}):
-        refresh = functools.partial(
-            _refresh, config.gate, namespace, version_name, version_users, version_bodies
-        )
-        config.bookkeeping.submit(("usedBy", namespace, version_name), refresh)
-
-
-async def _refresh(
-    gate: Gate, namespace: str, name: str, users: kopf.Index[Any, Any], bodies: kopf.Index[Any, Any]
-) -> None:
-    """A version's status from the indices as they are when the lane gets to it."""
-    if not gate.leading():
-        _defer(gate, namespace, name, users, bodies)
-        return
-    await _catch_up(namespace, name, users, bodies)
-
-
-@kopf.on.delete(GROUP, VERSION, "modelversions", backoff=BLOCKED_RETRY)
-async def guard_deletion(
-    namespace: str,
-    name: str,
-    body: kopf.Body,
-    version_users: kopf.Index[Any, Any],
-    version_bodies: kopf.Index[Any, Any],
-    memo: kopf.Memo,
-    **_: Any,
-) -> None:
-    gate = _gate(memo)
-    while not gate.leading():
-        # A standby neither records nor lets go: it waits until it leads, or until the leader has
-        # decided (the object is gone, or our finalizer is off it).
-        raw = next(iter(version_bodies.get((namespace, name), [])), None)
-        if raw is None or FINALIZER not in (raw.get("metadata", {}).get("finalizers") or []):
-            return
-        await gate.until_leading(timeout=BLOCKED_RETRY)
-    users = _users(version_users, namespace, name)
-    if not users:
-        audit.record_version_event("VersionDeleted", namespace, name, f"{name} deleted: no history names it")
-        return
-    message = f"deletion of {name} blocked: the history of {named(users)} names it"
-    await _sync_status(dict(body), users, blocked=True)
-    ref = kube.ObjectRef(API_VERSION, "ModelVersion", namespace, name, body.metadata.get("uid", ""))
-    try:
-        await kube_async.client().post_event(ref, "DeletionBlocked", message, warning=True)
-    except kube.ApiException as error:
-        log.warning("event not posted", reason="DeletionBlocked", error=str(error))
-    audit.record_version_event("DeletionBlocked", namespace, name, message, warning=True)
-    raise kopf.TemporaryError(message, delay=BLOCKED_RETRY)
+        _submit(memo["config"], namespace, version_name, version_users, version_bodies)
