@@ -5,6 +5,7 @@ by older operators, and a fleet of 1,100 deployments on one ModelVersion."""
 from __future__ import annotations
 
 import json
+import time
 
 import yaml
 from prometheus_client import Gauge
@@ -17,6 +18,7 @@ from tests.scenario import (
     V140,
     apply,
     cli,
+    example,
     get,
     model_deployment,
     reasons,
@@ -27,6 +29,7 @@ from tests.scenario import (
 )
 
 FLEET = 1100
+UNRELATED = 30
 LEGACY_FINALIZER = "modelledger.io/finalizer"
 
 
@@ -167,3 +170,43 @@ def test_a_refused_service_keeps_the_decision_its_events_and_retries_the_apply(
     )
     assert reasons(plane, namespace).count("Deployed") == 1, "announced once, not at every retry"
     assert [(e.revision, e.version) for e in status(plane, namespace).history] == [(1, V132)]
+
+
+def test_versions_nobody_uses_wake_no_pass_and_get_our_finalizer(
+    plane: ClusterAccess, namespace: str, operator: OperatorProcess, error_rate: Gauge
+) -> None:
+    """Our own finalizer and status writes on versions are not changes a decision reads: before, each
+    woke every deployment of the namespace, so 10,000 versions at a first start kept 1,000 passes
+    running for many minutes."""
+    operator.start()
+    stable_then_upgraded(plane, namespace)
+    eventually(lambda: passes(operator) == passes(operator, after=3.0), 60, "the passes settled")
+    before = passes(operator)
+    unused = []
+    for i in range(UNRELATED):
+        document = example(V132)
+        document["metadata"]["name"] = f"unused-{i:02d}"
+        unused.append(document)
+    apply(plane, namespace, *unused)
+
+    def ours() -> int:
+        listed = json.loads(plane.kubectl("get", "-n", namespace, "mv", "-o", "json").stdout)["items"]
+        return sum(
+            1
+            for mv in listed
+            if mv["metadata"]["name"].startswith("unused-")
+            and mv["metadata"].get("finalizers") == [LEGACY_FINALIZER]
+            and (mv.get("status") or {}).get("phase") == "Available"
+        )
+
+    eventually(lambda: ours() == UNRELATED, 60, "every unused version finalized and its status written")
+    woke = passes(operator, after=2.0) - before
+    assert woke <= 2, f"{UNRELATED} versions nobody uses and their {2 * UNRELATED} writes woke {woke} passes"
+
+
+def passes(operator: OperatorProcess, after: float = 0.0) -> float:
+    time.sleep(after)
+    for line in operator.metrics().splitlines():
+        if line.startswith('modelledger_phase_seconds_count{phase="pass"}'):
+            return float(line.split()[-1])
+    raise AssertionError("no pass count on /metrics")

@@ -114,10 +114,39 @@ async def workload_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any)
         config.work.wake(namespace, name)  # the workload has its ModelDeployment's name
 
 
+@kopf.index(GROUP, VERSION, "modeldeployments")
+def version_wanted(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[tuple[str, str], str]:
+    """(namespace, version) → the deployment whose spec asks for it."""
+    version = spec.get("version")
+    return {(namespace, version): name} if isinstance(version, str) else {}
+
+
 @kopf.on.event(GROUP, VERSION, "modelversions")
-async def version_changed(namespace: str, memo: kopf.Memo, **_: Any) -> None:
-    if (config := memo.get("config")) is not None:
-        config.work.wake_namespace(namespace)
+async def version_changed(
+    type: str,
+    namespace: str,
+    name: str,
+    meta: kopf.Meta,
+    version_users: kopf.Index[Any, Any],
+    version_wanted: kopf.Index[Any, Any],
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    """A version created, changed or deleted: a pass for the deployments that ask for it or whose history
+    names it. Not for a change of its status or finalizers, which our own bookkeeping makes and no
+    decision reads: ten thousand of those at a first start would each wake a whole namespace."""
+    if (config := memo.get("config")) is None:
+        return
+    generations: dict[tuple[str, str], Any] = memo.setdefault("version_generations", {})
+    key = (namespace, name)
+    if type == "DELETED":
+        generations.pop(key, None)
+    elif generations.get(key) == (seen := meta.get("generation")):
+        return
+    else:
+        generations[key] = seen
+    for user in sorted(set(version_users.get(key, [])) | set(version_wanted.get(key, []))):
+        config.work.wake(namespace, user)
 
 
 async def _drop_legacy_finalizer(namespace: str, name: str, body: kopf.Body) -> None:

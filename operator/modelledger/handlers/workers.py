@@ -57,9 +57,6 @@ class Bodies:
     def drop(self, key: Key) -> None:
         self.bodies.pop(key, None)
 
-    def keys_in(self, namespace: str) -> list[Key]:
-        return [key for key in self.bodies if key[0] == namespace]
-
 
 @dataclass
 class Work:
@@ -83,9 +80,6 @@ class Work:
         for key in keys:
             self.queue.add(key, now, urgent=urgent)
         self._notify()
-
-    def wake_namespace(self, namespace: str) -> None:
-        self.wake_all(self.bodies.keys_in(namespace))
 
     def observed(self, key: Key, body: Mapping[str, Any]) -> None:
         """A watch event of the deployment: keep its body and queue a pass."""
