@@ -90,6 +90,67 @@ def test_a_job_that_re_arms_itself_on_every_run_keeps_one_timer() -> None:
     assert ran == ["other", "retry", "again"], "one run per armed timer; a stopped lane's timers cancelled"
 
 
+def test_events_go_before_version_jobs() -> None:
+    ran: list[str] = []
+
+    async def scenario() -> None:
+        lane = Lane(workers=1)
+        for i in range(3):
+            lane.submit(("usedBy", "ns", f"v{i}"), _append(ran, f"v{i}"))
+        lane.submit(("Event", "ns", "d", "RolledBack"), _append(ran, "event"), first=True)
+        lane.start()
+        await _until(lambda: len(ran) == 4)
+        await lane.stop()
+
+    asyncio.run(scenario())
+    assert ran == ["event", "v0", "v1", "v2"]
+
+
+def test_a_job_that_sent_nothing_costs_no_rate() -> None:
+    """The re-runs our own writes' watch events cause find nothing to change: they must not hold up
+    the jobs that do write."""
+    ran: list[str] = []
+
+    async def idle() -> bool:
+        ran.append("idle")
+        return False
+
+    async def scenario() -> float:
+        lane = Lane(workers=1, rate=10.0, burst=1)
+        for i in range(20):
+            lane.submit(("idle", i), idle)
+        lane.submit("write", _append(ran, "write"))
+        began = time.monotonic()
+        lane.start()
+        await _until(lambda: "write" in ran)
+        await lane.stop()
+        return time.monotonic() - began
+
+    took = asyncio.run(scenario())
+    assert took < 0.5, f"20 jobs that sent nothing at 10/s took {took:.2f} s: they were rate-limited"
+
+
+def test_the_lane_yields_to_waiting_decisions() -> None:
+    ran: list[str] = []
+    waiting = [True]
+
+    async def scenario() -> tuple[int, int]:
+        lane = Lane(workers=4, rate=1000.0, burst=100, yielding_rate=5.0, behind=lambda: waiting[0])
+        for i in range(200):
+            lane.submit(i, _append(ran, str(i)))
+        lane.start()
+        await asyncio.sleep(0.5)
+        while_behind = len(ran)
+        waiting[0] = False
+        await _until(lambda: len(ran) == 200)
+        await lane.stop()
+        return while_behind, len(ran)
+
+    while_behind, total = asyncio.run(scenario())
+    assert while_behind <= 5, f"{while_behind} jobs in 0.5 s at 5/s while decisions waited"
+    assert total == 200
+
+
 def _append(into: list[str], value: str) -> Job:
     async def job() -> None:
         into.append(value)

@@ -208,6 +208,7 @@ async def start_workers(
     passes = Passes(config, Indices(version_bodies, workload_bodies, service_hashes, request_bodies))
     memo["passes"] = passes
     config.work.start(passes.run, config.gate, config.workers, rule_loop.METRICS)
+    config.bookkeeping.behind = lambda: len(config.work.queue) > 0  # decisions first
     config.bookkeeping.start()
     rule_loop.METRICS.bookkeeping_pending.set_function(lambda: float(config.bookkeeping.pending()))
 
@@ -442,7 +443,8 @@ def post_events(ref: kube.ObjectRef, plan: Plan, lane: Lane) -> None:
                 log.warning("event not posted", reason=decision.reason, error=str(error))
             rule_loop.METRICS.observe_phase("event_post", time.perf_counter() - start)
 
-        lane.submit(("Event", ref.namespace, ref.name, ref.uid, decision.reason, decision.message), post)
+        key = ("Event", ref.namespace, ref.name, ref.uid, decision.reason, decision.message)
+        lane.submit(key, post, first=True)
 
 
 async def _apply_workload(

@@ -122,16 +122,18 @@ def _blocked(raw: dict[str, Any]) -> bool:
     return any(c.get("type") == "DeletionBlocked" and c.get("status") == "True" for c in conditions)
 
 
-async def _sync_status(raw: dict[str, Any], users: list[str], blocked: bool = False) -> None:
-    """Write the status `raw` should show, if it differs (a Conflict when `raw` is stale)."""
+async def _sync_status(raw: dict[str, Any], users: list[str], blocked: bool = False) -> bool:
+    """Write the status `raw` should show, if it differs (a Conflict when `raw` is stale); True if it
+    wrote."""
     wanted = desired_status(raw, users, blocked)
     current = _status_fields(raw)
     if wanted is None or wanted == current:
-        return
+        return False
     meta = raw["metadata"]
     await kube_async.client().write_status(
         kube.VERSIONS, meta["namespace"], meta["name"], current, wanted, meta["resourceVersion"]
     )
+    return True
 
 
 def _submit(
@@ -157,18 +159,18 @@ async def _sync(
     name: str,
     users_index: kopf.Index[Any, Any],
     bodies_index: kopf.Index[Any, Any],
-) -> None:
-    """One version's finalizer and status, or its deletion held or let go."""
+) -> bool:
+    """One version's finalizer and status, or its deletion held or let go. False if it sent nothing."""
     if not config.gate.leading():
 
         async def at_takeover() -> None:  # through the lane, not all at once
             _submit(config, namespace, name, users_index, bodies_index)
 
         config.gate.defer(("ModelVersion", namespace, name), at_takeover)
-        return
+        return False
     raw = next(iter(bodies_index.get((namespace, name), [])), None)
     if raw is None:
-        return
+        return False
     raw = dict(raw)
     users = _users(users_index, namespace, name)
     meta = raw["metadata"]
@@ -176,24 +178,29 @@ async def _sync(
     deleting = meta.get("deletionTimestamp") is not None
     try:
         if deleting and FINALIZER in finalizers:
-            if await _guard(raw, users):
+            recheck, sent = await _guard(raw, users)
+            if recheck:
                 _submit(config, namespace, name, users_index, bodies_index, delay=BLOCKED_RETRY)
-            return
+            return sent
+        sent = False
         if not deleting and FINALIZER not in finalizers:
             raw = await kube_async.client().write_finalizers(
                 kube.VERSIONS, namespace, name, [*finalizers, FINALIZER], meta["resourceVersion"]
             )
-        await _sync_status(raw, users, blocked=False)
+            sent = True
+        return await _sync_status(raw, users, blocked=False) or sent
     except kube.Conflict:
-        pass  # the newer object arrives as a watch event, which queues this job again
+        return True  # the newer object arrives as a watch event, which queues this job again
     except kube.ApiException as error:
         log.warning("version not synced", namespace=namespace, version=name, error=str(error)[:300])
         if deleting:
             _submit(config, namespace, name, users_index, bodies_index, delay=BLOCKED_RETRY)
+        return True
 
 
-async def _guard(raw: dict[str, Any], users: list[str]) -> bool:
-    """A version being deleted: let it go when no history names it, or hold it (True: look again)."""
+async def _guard(raw: dict[str, Any], users: list[str]) -> tuple[bool, bool]:
+    """A version being deleted: let it go when no history names it, or hold it. Returns (look again,
+    sent anything)."""
     meta = raw["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     if not users:
@@ -203,9 +210,9 @@ async def _guard(raw: dict[str, Any], users: list[str]) -> bool:
         await kube_async.client().write_finalizers(
             kube.VERSIONS, namespace, name, kept, meta["resourceVersion"]
         )
-        return False
+        return False, True
     newly = not _blocked(raw)
-    await _sync_status(raw, users, blocked=True)
+    sent = await _sync_status(raw, users, blocked=True)
     if newly:
         message = f"deletion of {name} blocked: the history of {named(users)} names it"
         ref = kube.ObjectRef(API_VERSION, "ModelVersion", namespace, name, meta.get("uid", ""))
@@ -214,7 +221,7 @@ async def _guard(raw: dict[str, Any], users: list[str]) -> bool:
         except kube.ApiException as error:
             log.warning("event not posted", reason="DeletionBlocked", error=str(error))
         audit.record_version_event("DeletionBlocked", namespace, name, message, warning=True)
-    return True
+    return True, sent or newly
 
 
 @kopf.on.event(GROUP, VERSION, "modelversions")
