@@ -26,6 +26,7 @@ from modelledger.core.rules import (
     evaluate,
     passing_since,
     reduce,
+    still_passing,
     verdict,
 )
 
@@ -158,6 +159,35 @@ def test_a_for_of_a_second_or_less_breaches_at_once(duration: str) -> None:
 def test_a_for_just_over_a_second_waits_for_a_second_sample() -> None:
     statuses = run(make_rule(**{"for": "1001ms"}), [(0, 0.9), (1, 0.9), (1.001, 0.9)])
     assert [s.state for s in statuses] == [RuleState.PENDING, RuleState.PENDING, RuleState.BREACHED]
+
+
+ANY_SAMPLE = st.one_of(FINITE, NON_FINITE, st.just(NoData("empty")), st.just(QueryError("down")))
+
+
+@given(
+    st.lists(ANY_SAMPLE, max_size=6),
+    ANY_SAMPLE,
+    st.sampled_from(list(Comparator)),
+    FINITE,
+)
+def test_still_passing_is_exactly_the_case_where_evaluate_keeps_the_previous_state(
+    history: list[Sample], sample: Sample, comparator: Comparator, threshold: float
+) -> None:
+    """The engine's fast path skips `evaluate` when `still_passing` gives a value: that must be
+    precisely when `evaluate` would leave a Pass as it was (same state and since), and the value the
+    one `evaluate` records."""
+    rule = make_rule(comparator=comparator.value, threshold=threshold, onNoData="Pass")
+    statuses = run(rule, [(i, one) for i, one in enumerate(history)])
+    previous = statuses[-1] if statuses else None
+    value = still_passing(rule, previous, sample)
+    new = evaluate(rule, previous, sample, at(len(history)))
+    kept = previous is not None and new.state is RuleState.PASS and previous.state is RuleState.PASS
+    if value is not None:
+        assert kept
+        assert previous is not None
+        assert (new.since, new.value) == (previous.since, value)
+    elif kept:
+        assert not isinstance(sample, float | int) or not math.isfinite(sample), "a Pass missed"
 
 
 @given(NON_FINITE)

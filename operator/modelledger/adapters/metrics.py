@@ -237,6 +237,15 @@ class OperatorMetrics:
     def observe_query(self, seconds: float) -> None:
         self.prometheus_query_seconds.observe(seconds)
 
+    def record_rule_value(self, namespace: str, deployment: str, name: str, value: float) -> bool:
+        """A known rule's new value, its state unchanged; False if the rule has no series yet."""
+        with self._lock:
+            series = self._rule_series.get((namespace, deployment, name))
+            if series is None or series.value_child is None:
+                return False
+            series.value_child.set(value)
+            return True
+
     def record_rule(self, namespace: str, deployment: str, status: RuleStatus) -> None:
         """The rule's state and value; the value series is removed while the rule has no value."""
         key = (namespace, deployment, status.name)

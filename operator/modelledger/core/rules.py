@@ -153,6 +153,23 @@ def evaluate(rule: RollbackRule, previous: RuleStatus | None, sample: Sample, no
     return _status(rule, state, None, _since(previous, state, now), f"{detail} ({setting}: Hold)")
 
 
+def still_passing(rule: RollbackRule, previous: RuleStatus | None, sample: Sample) -> float | None:
+    """The sample's value when `evaluate` would keep `previous` as it is (a Pass that still passes: only
+    the value differs), else None. The steady state of a fleet is almost all this case, and it needs
+    no new status."""
+    if (
+        previous is None
+        or previous.state is not RuleState.PASS
+        or previous.since is None
+        or previous.name != rule.name
+        or not isinstance(sample, float | int)
+        or not math.isfinite(sample)
+    ):
+        return None
+    value = float(sample)
+    return None if compare(value, rule.comparator, rule.threshold) else value
+
+
 def invalid(rule: RollbackRule, previous: RuleStatus | None, message: str, now: datetime) -> RuleStatus:
     """The rule cannot be evaluated at all (a bad template or query, an unknown or refused Prometheus):
     Error, whatever `onError` says (that setting is for failures of a valid query), so a broken rule

@@ -43,6 +43,7 @@ from modelledger.core.rules import (
     breach_onset,
     evaluate,
     invalid,
+    still_passing,
     template_values,
 )
 from modelledger.handlers.context import OperatorConfig
@@ -86,7 +87,7 @@ class Member:
         return self.spec.rollback.interval.total_seconds()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Asked:
     """One rule of one member in a tick, and what it got."""
 
@@ -296,8 +297,14 @@ class RuleEngine:
         changed = member.evaluation is None
         urgent = False
         fresh_breaches: list[_Fresh] = []
+        namespace, name = member.key
         for one in asked:
             old = member.states.get(one.rule.name)
+            if old is not None and one.problem is None and one.sample is not None:
+                value = still_passing(one.rule, old, one.sample)
+                if value is not None and METRICS.record_rule_value(namespace, name, old.name, value):
+                    statuses.append(old)  # what `evaluate` would give, without building it
+                    continue
             if one.problem is not None or one.sample is None:
                 new = invalid(one.rule, old, one.problem or "not evaluated", at)
             else:
@@ -307,7 +314,7 @@ class RuleEngine:
                 fresh = new.state is RuleState.PENDING and (old is None or old.state not in BREACHING)
                 if fresh and isinstance(one.sample, float) and one.query is not None:
                     fresh_breaches.append(_Fresh(one, new))
-            METRICS.record_rule(member.key[0], member.key[1], new)
+            METRICS.record_rule(namespace, name, new)
             kept = old if old is not None and old.state is new.state else new
             changed = changed or old is None or old.state is not new.state
             urgent = urgent or (
