@@ -69,6 +69,7 @@ class Member:
     prepared: dict[tuple[int, str | None], tuple[str | None, promql.Query | None]] = field(
         default_factory=dict
     )
+    queries_changed: bool = True  # since `evaluation` was built: its query texts may be stale
     """Per (rule index, enforced namespace): why it cannot run, or its parsed query; kept until the spec
     or the placeholder values change, so a tick parses nothing it parsed before."""
 
@@ -149,6 +150,7 @@ class RuleEngine:
         else:
             if member.spec != spec or member.values != values:
                 member.prepared.clear()
+                member.queries_changed = True
             member.spec, member.values = spec, values
         self._ticker(member.interval)
         return member.evaluation
@@ -234,12 +236,13 @@ class RuleEngine:
     async def _sample(self, asked: list[_Asked], at: datetime, sent: _Sent) -> None:
         groups: dict[tuple[int, str, str, str], list[_Asked]] = {}
         alone: list[_Asked] = []
+        now = time.monotonic()
         for one in asked:
             target = one.target
             if one.problem is not None or one.query is None or target is None:
                 continue
             shape = fleet.fleet_template(one.rule.query)
-            refused = self._refused.get((id(target), one.rule.query), 0.0) > time.monotonic()
+            refused = bool(self._refused) and self._refused.get((id(target), one.rule.query), 0.0) > now
             if isinstance(shape, str) or refused:
                 alone.append(one)
                 continue
@@ -298,12 +301,14 @@ class RuleEngine:
         urgent = False
         fresh_breaches: list[_Fresh] = []
         namespace, name = member.key
+        unchanged = 0
         for one in asked:
             old = member.states.get(one.rule.name)
             if old is not None and one.problem is None and one.sample is not None:
                 value = still_passing(one.rule, old, one.sample)
                 if value is not None and METRICS.record_rule_value(namespace, name, old.name, value):
                     statuses.append(old)  # what `evaluate` would give, without building it
+                    unchanged += 1
                     continue
             if one.problem is not None or one.sample is None:
                 new = invalid(one.rule, old, one.problem or "not evaluated", at)
@@ -322,8 +327,17 @@ class RuleEngine:
             )
             statuses.append(kept)
             member.states[one.rule.name] = kept
+        last = member.evaluation
+        if (
+            unchanged == len(asked)
+            and last is not None
+            and not last.query_errors
+            and not member.queries_changed
+        ):
+            return fresh_breaches  # every rule as the last evaluation had it: that evaluation stands
         queries = {one.rule.name: one.query.text for one in asked if one.query is not None}
         member.evaluation = Evaluation(statuses, errors, queries)
+        member.queries_changed = False
         if not fresh_breaches and changed:
             self.wake(member.key, urgent)
         return fresh_breaches
