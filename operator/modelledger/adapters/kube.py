@@ -1,6 +1,6 @@
 """The sync Kubernetes client and what both clients share: the configuration, the status patch and Event
 bodies, `Conflict`. The decision path's calls go over aiohttp (`adapters/kube_async.py`); the rare
-ones here (finalizers, test hooks) run with `call`, on a thread pool.
+ones here (test hooks) run with `call`, on a thread pool.
 """
 
 from __future__ import annotations
@@ -61,15 +61,6 @@ def status_patch(old: dict[str, Any], new: dict[str, Any], resource_version: str
     # A merge patch that sets exactly our fields: keys we drop are nulled, Kopf's own keys are untouched.
     status = {key: new.get(key) for key in sorted(set(old) | set(new))}
     return {"metadata": {"resourceVersion": resource_version}, "status": status}
-
-
-def drop_finalizer(plural: str, namespace: str, name: str, finalizer: str, meta: Any) -> None:
-    """Remove `finalizer` from one of our objects, if it is still as read (a 409 otherwise)."""
-    kept = [f for f in (meta.get("finalizers") or []) if f != finalizer]
-    patch = {"metadata": {"resourceVersion": meta.get("resourceVersion"), "finalizers": kept}}
-    kubernetes.client.CustomObjectsApi(client()).patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, plural, name, patch, _content_type=MERGE, _request_timeout=TIMEOUT
-    )
 
 
 def touch(plural: str, namespace: str, name: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import ssl
+from collections.abc import Mapping
 from functools import cache
 from typing import Any, cast
 
@@ -131,6 +132,13 @@ class AsyncKube:
             content_type=kube.MERGE,
             params={"fieldManager": kube.FIELD_MANAGER},
         )
+
+    async def drop_finalizer(
+        self, plural: str, namespace: str, name: str, finalizer: str, meta: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Remove `finalizer` from one of our objects, if it is still as `meta` says (Conflict otherwise)."""
+        kept = [f for f in meta.get("finalizers") or [] if f != finalizer]
+        return await self.write_finalizers(plural, namespace, name, kept, meta["resourceVersion"])
 
     async def read(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
         return await self.request("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}")

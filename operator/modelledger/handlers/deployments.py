@@ -153,9 +153,9 @@ async def _drop_legacy_finalizer(namespace: str, name: str, body: kopf.Body) -> 
     """Operators before the work queue ran a Kopf daemon per ModelDeployment, which put a finalizer on
     it; nothing needs it now, and left alone it would keep a deleted ModelDeployment forever."""
     try:
-        await kube.call(kube.drop_finalizer, kube.DEPLOYMENTS, namespace, name, FINALIZER, body.metadata)
+        await kube_async.client().drop_finalizer(kube.DEPLOYMENTS, namespace, name, FINALIZER, body.metadata)
         log.info("legacy finalizer removed", namespace=namespace, deployment=name)
-    except kube.ApiException as error:
+    except (kube.ApiException, kube.Conflict) as error:  # the next watch event tries again
         log.warning("legacy finalizer not removed", namespace=namespace, deployment=name, error=str(error))
 
 

@@ -206,10 +206,7 @@ async def _guard(raw: dict[str, Any], users: list[str]) -> tuple[bool, bool]:
     if not users:
         # Recorded first: a duplicate line after a lost race is better than a deletion left unrecorded.
         audit.record_version_event("VersionDeleted", namespace, name, f"{name} deleted: no history names it")
-        kept = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
-        await kube_async.client().write_finalizers(
-            kube.VERSIONS, namespace, name, kept, meta["resourceVersion"]
-        )
+        await kube_async.client().drop_finalizer(kube.VERSIONS, namespace, name, FINALIZER, meta)
         return False, True
     newly = not _blocked(raw)
     sent = await _sync_status(raw, users, blocked=True)
